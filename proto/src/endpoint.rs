@@ -1,0 +1,346 @@
+//! QUIC endpoints: one UDP port serving MoQ Transport draft-18 over both WebTransport
+//! (HTTP/3, ALPN `h3`, MoQT version chosen through `WT-Available-Protocols`) and raw QUIC
+//! (ALPN `moqt-18`), and the client that connects to either by URL scheme
+//! (`https://` or `moqt://`).
+//!
+//! What comes out is a `web_transport_quinn::Session` either way, so the MoQ session layer
+//! above never needs to know which transport carried it.
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{FutureExt, StreamExt};
+use moq_transport::session::Transport;
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use url::Url;
+use web_transport_quinn::proto::{ConnectRequest, ConnectResponse};
+use web_transport_quinn::Session;
+
+use crate::certificate::ServerIdentity;
+use crate::trust::ClientTrust;
+
+/// The raw-QUIC ALPN for MoQ Transport draft-18.
+pub const MOQT_ALPN: &str = "moqt-18";
+/// How long a peer gets to finish the QUIC and WebTransport handshakes.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Handshakes in progress at once; more wait in quinn's queue (and are refused by it
+/// when that fills), so a flood of half-open connections cannot grow memory.
+const MAX_PENDING_HANDSHAKES: usize = 256;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointError {
+    #[error("cannot bind UDP {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("URL {0} must start with moqt:// (raw QUIC) or https:// (WebTransport)")]
+    Scheme(String),
+    #[error("URL {0} has no host")]
+    NoHost(String),
+    #[error("cannot resolve {host}: {reason}")]
+    Resolve { host: String, reason: String },
+    #[error("TLS configuration failed: {0}")]
+    Tls(String),
+    #[error("cannot connect to {url}: {reason}")]
+    Connect { url: String, reason: String },
+    #[error("timed out connecting to {0}")]
+    Timeout(String),
+}
+
+fn transport_config() -> Arc<quinn::TransportConfig> {
+    let mut transport = quinn::TransportConfig::default();
+    // A vanished peer is noticed within 10 s; keep-alives stop an idle but healthy
+    // session (a subscriber waiting for the next group) from timing out.
+    transport.max_idle_timeout(Some(
+        quinn::IdleTimeout::try_from(Duration::from_secs(10))
+            .unwrap_or(quinn::VarInt::from_u32(10_000).into()),
+    ));
+    transport.keep_alive_interval(Some(Duration::from_secs(3)));
+    // MoQ opens one unidirectional stream per subgroup; bound how many a peer may
+    // have open at once.
+    transport.max_concurrent_uni_streams(quinn::VarInt::from_u32(256));
+    transport.max_concurrent_bidi_streams(quinn::VarInt::from_u32(128));
+    Arc::new(transport)
+}
+
+/// Binds a UDP socket; an IPv6 wildcard also accepts IPv4 (dual stack), because Chromium
+/// reaches `localhost` over `::1` only while command-line tools often use 127.0.0.1.
+fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, EndpointError> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let err = |source| EndpointError::Bind { addr, source };
+    let domain = if addr.is_ipv6() {
+        Domain::IPV6
+    } else {
+        Domain::IPV4
+    };
+    let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP)).map_err(err)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(false).map_err(err)?;
+    }
+    socket.bind(&addr.into()).map_err(err)?;
+    Ok(socket.into())
+}
+
+/// A session a peer opened, with how it arrived.
+pub struct Accepted {
+    pub session: Session,
+    pub transport: Transport,
+    pub remote: SocketAddr,
+    /// The WebTransport CONNECT URL (path and query carry the broadcast and `?jwt=`);
+    /// for raw QUIC the path arrives later in the MoQ SETUP.
+    pub url: Url,
+}
+
+type Handshake = futures_util::future::BoxFuture<'static, Result<Accepted, String>>;
+
+/// The listening side: accepts QUIC connections and completes their handshakes.
+pub struct ServerEndpoint {
+    quic: quinn::Endpoint,
+    handshakes: futures_util::stream::FuturesUnordered<Handshake>,
+}
+
+impl ServerEndpoint {
+    pub fn bind(addr: SocketAddr, identity: &ServerIdentity) -> Result<Self, EndpointError> {
+        let mut alpns: Vec<&[u8]> = vec![web_transport_quinn::ALPN.as_bytes()];
+        alpns.extend(
+            moq_transport::setup::SUPPORTED_ALPNS
+                .iter()
+                .map(|a| a.as_bytes()),
+        );
+        let tls = identity
+            .server_config(&alpns)
+            .map_err(|e| EndpointError::Tls(e.to_string()))?;
+        let crypto =
+            QuicServerConfig::try_from(tls).map_err(|e| EndpointError::Tls(e.to_string()))?;
+        let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+        config.transport_config(transport_config());
+        let socket = bind_udp(addr)?;
+        let runtime = quinn::default_runtime().ok_or_else(|| EndpointError::Bind {
+            addr,
+            source: std::io::Error::other("no async runtime"),
+        })?;
+        let quic = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(config),
+            socket,
+            runtime,
+        )
+        .map_err(|source| EndpointError::Bind { addr, source })?;
+        Ok(Self {
+            quic,
+            handshakes: Default::default(),
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.quic.local_addr()
+    }
+
+    /// The next peer whose handshake completed, or `None` once the endpoint is closed.
+    /// Failed handshakes are logged and skipped.
+    pub async fn accept(&mut self) -> Option<Accepted> {
+        loop {
+            tokio::select! {
+                incoming = self.quic.accept(), if self.handshakes.len() < MAX_PENDING_HANDSHAKES => {
+                    let incoming = incoming?;
+                    let handshake = async move {
+                        tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(incoming))
+                            .await
+                            .map_err(|_| "handshake timed out".to_string())?
+                    };
+                    self.handshakes.push(handshake.boxed());
+                }
+                Some(done) = self.handshakes.next(), if !self.handshakes.is_empty() => match done {
+                    Ok(accepted) => return Some(accepted),
+                    Err(reason) => tracing::debug!(%reason, "handshake failed"),
+                }
+            }
+        }
+    }
+
+    /// Refuses new connections and closes existing ones with `reason`.
+    pub fn close(&self, reason: &str) {
+        self.quic
+            .close(quinn::VarInt::from_u32(0), reason.as_bytes());
+    }
+
+    /// Stops accepting new connections; existing ones continue.
+    pub fn refuse_new(&self) {
+        self.quic.set_server_config(None);
+    }
+}
+
+async fn handshake(incoming: quinn::Incoming) -> Result<Accepted, String> {
+    let remote = incoming.remote_address();
+    let connecting = incoming.accept().map_err(|e| e.to_string())?;
+    let conn = connecting.await.map_err(|e| e.to_string())?;
+    let alpn = conn
+        .handshake_data()
+        .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|d| d.protocol)
+        .unwrap_or_default();
+    if alpn == web_transport_quinn::ALPN.as_bytes() {
+        let request = web_transport_quinn::Request::accept(conn.clone())
+            .await
+            .map_err(|e| format!("WebTransport request: {e}"))?;
+        let url = request.url.clone();
+        // draft-18 §3.1.3: the MoQT version comes from WT-Available-Protocols; a client
+        // offering none we speak gets a 406 rather than a session that fails at SETUP.
+        let Some(selected) = moq_transport::setup::negotiate_version(&request.protocols) else {
+            let offered = request.protocols.len();
+            let _ = request
+                .reject(web_transport_quinn::http::StatusCode::NOT_ACCEPTABLE)
+                .await;
+            let _ = tokio::time::timeout(Duration::from_millis(250), conn.closed()).await;
+            conn.close(
+                quinn::VarInt::from_u32(0x100),
+                b"no supported MoQT version offered",
+            );
+            return Err(format!(
+                "WebTransport CONNECT offered no moqt-18 ({offered} protocols)"
+            ));
+        };
+        let response = ConnectResponse::OK.with_protocol(selected.to_string());
+        let session = request
+            .respond(response)
+            .await
+            .map_err(|e| format!("WebTransport respond: {e}"))?;
+        Ok(Accepted {
+            session,
+            transport: Transport::WebTransport,
+            remote,
+            url,
+        })
+    } else if alpn == MOQT_ALPN.as_bytes() {
+        let url = Url::parse("moqt://localhost/").map_err(|e| e.to_string())?;
+        let session = Session::raw(conn, url.clone(), ConnectResponse::default());
+        Ok(Accepted {
+            session,
+            transport: Transport::RawQuic,
+            remote,
+            url,
+        })
+    } else {
+        conn.close(quinn::VarInt::from_u32(0x100), b"unsupported ALPN");
+        Err(format!(
+            "unsupported ALPN {:?}",
+            String::from_utf8_lossy(&alpn)
+        ))
+    }
+}
+
+/// The connecting side: one UDP socket (dual stack) for any number of connections.
+#[derive(Clone)]
+pub struct ClientEndpoint {
+    quic: quinn::Endpoint,
+}
+
+impl ClientEndpoint {
+    pub fn new() -> Result<Self, EndpointError> {
+        let socket = bind_udp(SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)))
+            .or_else(|_| bind_udp(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))))?;
+        let addr = socket.local_addr().map_err(|source| EndpointError::Bind {
+            addr: SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)),
+            source,
+        })?;
+        let runtime = quinn::default_runtime().ok_or_else(|| EndpointError::Bind {
+            addr,
+            source: std::io::Error::other("no async runtime"),
+        })?;
+        let quic = quinn::Endpoint::new(quinn::EndpointConfig::default(), None, socket, runtime)
+            .map_err(|source| EndpointError::Bind { addr, source })?;
+        Ok(Self { quic })
+    }
+
+    /// Connects to `url` (`moqt://host:port/...` or `https://host:port/...`) and returns
+    /// the session, ready for the MoQ SETUP exchange.
+    pub async fn connect(
+        &self,
+        url: &Url,
+        trust: &ClientTrust,
+    ) -> Result<(Session, Transport), EndpointError> {
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, self.connect_inner(url, trust))
+            .await
+            .map_err(|_| EndpointError::Timeout(url.to_string()))?
+    }
+
+    async fn connect_inner(
+        &self,
+        url: &Url,
+        trust: &ClientTrust,
+    ) -> Result<(Session, Transport), EndpointError> {
+        let transport = match url.scheme() {
+            "https" => Transport::WebTransport,
+            "moqt" => Transport::RawQuic,
+            _ => return Err(EndpointError::Scheme(url.to_string())),
+        };
+        let host = match url.host() {
+            Some(url::Host::Domain(d)) => d.to_string(),
+            Some(url::Host::Ipv4(ip)) => ip.to_string(),
+            Some(url::Host::Ipv6(ip)) => ip.to_string(),
+            None => return Err(EndpointError::NoHost(url.to_string())),
+        };
+        let port = url.port().unwrap_or(443);
+        let addr = resolve(&host, port).await?;
+
+        let mut tls = trust
+            .client_config()
+            .map_err(|e| EndpointError::Tls(e.to_string()))?;
+        tls.alpn_protocols = vec![match transport {
+            Transport::WebTransport => web_transport_quinn::ALPN.as_bytes().to_vec(),
+            Transport::RawQuic => MOQT_ALPN.as_bytes().to_vec(),
+        }];
+        let crypto =
+            QuicClientConfig::try_from(tls).map_err(|e| EndpointError::Tls(e.to_string()))?;
+        let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+        config.transport_config(transport_config());
+
+        let connect_err = |reason: String| EndpointError::Connect {
+            url: url.to_string(),
+            reason,
+        };
+        let conn = self
+            .quic
+            .connect_with(config, addr, &host)
+            .map_err(|e| connect_err(e.to_string()))?
+            .await
+            .map_err(|e| connect_err(e.to_string()))?;
+        let session = match transport {
+            Transport::WebTransport => {
+                let mut request = ConnectRequest::new(url.clone());
+                for alpn in moq_transport::setup::SUPPORTED_ALPNS {
+                    request = request.with_protocol(alpn.to_string());
+                }
+                Session::connect(conn, request)
+                    .await
+                    .map_err(|e| connect_err(e.to_string()))?
+            }
+            Transport::RawQuic => Session::raw(conn, url.clone(), ConnectResponse::default()),
+        };
+        Ok((session, transport))
+    }
+
+    /// Waits until every connection of this endpoint has closed, so close frames are sent
+    /// before the process exits.
+    pub async fn wait_idle(&self) {
+        self.quic.wait_idle().await;
+    }
+}
+
+async fn resolve(host: &str, port: u16) -> Result<SocketAddr, EndpointError> {
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    let resolve_err = |reason: String| EndpointError::Resolve {
+        host: host.to_string(),
+        reason,
+    };
+    let mut addrs = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| resolve_err(e.to_string()))?;
+    addrs
+        .next()
+        .ok_or_else(|| resolve_err("no addresses".into()))
+}

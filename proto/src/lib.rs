@@ -1,0 +1,16 @@
+//! Stagecast's shared protocol code: what every binary speaks.
+//!
+//! - [`certificate`]: server identities, from PEM files or a self-made development
+//!   certificate that browsers can pin by its SHA-256 fingerprint;
+//! - [`trust`]: how a client decides to trust a server (system roots or a pinned fingerprint);
+//! - [`endpoint`]: one UDP port serving MoQ Transport draft-18 over both WebTransport
+//!   (HTTP/3, ALPN `h3`) and raw QUIC (ALPN `moqt-18`), and the matching client;
+//! - [`path`]: broadcast paths (`live/alice`) and their MoQ track namespaces.
+
+pub mod certificate;
+pub mod endpoint;
+pub mod path;
+pub mod trust;
+
+pub use moq_transport;
+pub use web_transport_quinn;
