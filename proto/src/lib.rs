@@ -9,6 +9,7 @@
 
 pub mod certificate;
 pub mod endpoint;
+pub mod logging;
 pub mod path;
 pub mod trust;
 

@@ -17,6 +17,8 @@ pub enum TrustError {
     NoRoots(String),
     #[error("TLS configuration failed: {0}")]
     Tls(#[from] rustls::Error),
+    #[error("cannot fetch the server's certificate fingerprint from {0}")]
+    Fetch(String),
 }
 
 /// Which servers a client trusts.
@@ -62,6 +64,88 @@ impl ClientTrust {
         };
         Ok(config)
     }
+}
+
+/// The origin's default HTTP port, where `/certificate.sha256` is served.
+pub const DEFAULT_HTTP_PORT: u16 = 8080;
+/// Longest fingerprint document accepted from a server.
+const MAX_FINGERPRINT_BODY: u64 = 4096;
+
+/// Chooses how to trust the server at `url`:
+/// - `fingerprint` given: pin it;
+/// - a loopback host: pin what the server's HTTP endpoint says its fingerprint is
+///   (`cert_url`, else `http://HOST:8080/certificate.sha256`), which is how a development
+///   certificate is trusted without copying its fingerprint by hand;
+/// - otherwise: the system's roots.
+pub async fn trust_for(
+    url: &url::Url,
+    fingerprint: Option<&str>,
+    cert_url: Option<&url::Url>,
+) -> Result<ClientTrust, TrustError> {
+    if let Some(hex) = fingerprint {
+        return ClientTrust::pinned_hex(hex);
+    }
+    if !is_loopback(url) {
+        return Ok(ClientTrust::System);
+    }
+    let cert_url = match cert_url {
+        Some(u) => u.clone(),
+        None => {
+            let host = url.host_str().unwrap_or("localhost");
+            url::Url::parse(&format!(
+                "http://{host}:{DEFAULT_HTTP_PORT}/certificate.sha256"
+            ))
+            .map_err(|e| TrustError::Fetch(e.to_string()))?
+        }
+    };
+    let hex = fetch_fingerprint(&cert_url).await?;
+    ClientTrust::pinned_hex(&hex)
+}
+
+/// The same trust for all of `urls` (relay upstream lists): pinned fingerprints of every
+/// loopback upstream, or the system roots.
+pub async fn trust_for_urls(urls: &[url::Url]) -> Result<ClientTrust, TrustError> {
+    let mut pins = Vec::new();
+    for url in urls {
+        match trust_for(url, None, None).await? {
+            ClientTrust::Pinned(p) => pins.extend(p),
+            ClientTrust::System => return Ok(ClientTrust::System),
+        }
+    }
+    Ok(ClientTrust::Pinned(pins))
+}
+
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// GETs a fingerprint document (64 hex digits) over plain HTTP.
+pub async fn fetch_fingerprint(cert_url: &url::Url) -> Result<String, TrustError> {
+    let target = cert_url.to_string();
+    let fetched = tokio::task::spawn_blocking(move || -> Result<String, String> {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(std::time::Duration::from_secs(5)))
+            .build()
+            .into();
+        let mut response = agent.get(&target).call().map_err(|e| e.to_string())?;
+        response
+            .body_mut()
+            .with_config()
+            .limit(MAX_FINGERPRINT_BODY)
+            .read_to_string()
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| TrustError::Fetch(e.to_string()))?
+    .map_err(|e| TrustError::Fetch(format!("{cert_url}: {e} (pass --fingerprint HEX instead)")))?;
+    let hex = fetched.trim().to_string();
+    parse_fingerprint(&hex)?;
+    Ok(hex)
 }
 
 /// Parses 64 hex digits, optionally separated by colons.

@@ -1,0 +1,12 @@
+//! Log set-up shared by the binaries: `tracing` to stderr, filtered by `RUST_LOG`
+//! (default `info`), so stdout stays free for media (`stagecast subscribe > out.mp4`).
+
+use tracing_subscriber::EnvFilter;
+
+pub fn init() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,540 @@
+//! The group cache of one track: the most recent groups, each a list of objects whose
+//! payloads are shared `Bytes`, and followers that read them.
+//!
+//! One writer (the track's source: an upstream subscription or a local publisher) appends
+//! groups and objects; any number of [`TrackFollower`]s read them. A follower starts at the
+//! start of the newest group (a join point: for video a keyframe), then follows every group
+//! as it is written, several at once if the source interleaves them. The cache keeps at most
+//! `max_groups` groups and `max_bytes` bytes, evicting the oldest groups first but never the
+//! newest. A follower still reading an evicted group is told to abandon it, so what it has
+//! forwarded of that group is ended as incomplete rather than passed off as whole.
+//!
+//! Plain data under a `std::sync::Mutex` (held only for short, non-async sections), plus a
+//! `tokio::sync::watch` version counter to wake followers: one cheap wake-up per change
+//! however many followers there are.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use tokio::sync::watch;
+
+/// Bounds of one track's cache.
+#[derive(Clone, Copy, Debug)]
+pub struct CacheLimits {
+    pub max_groups: usize,
+    pub max_bytes: usize,
+}
+
+impl Default for CacheLimits {
+    fn default() -> Self {
+        Self {
+            max_groups: 4,
+            max_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// How a track ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TrackEnd {
+    /// The publisher ended the track normally.
+    Finished,
+    /// The source failed or vanished; the code is a draft-18 PUBLISH_DONE status code.
+    Failed { code: u64, reason: String },
+}
+
+/// Identity of a group as its source sent it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GroupInfo {
+    pub group_id: u64,
+    pub subgroup_id: u64,
+    pub priority: u8,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CacheError {
+    #[error("group {0} is not newer than the newest cached group; dropped as a duplicate")]
+    StaleGroup(u64),
+    #[error("object {object_id} of group {group_id} is not after the previous object")]
+    ObjectOrder { group_id: u64, object_id: u64 },
+    #[error("the track has ended")]
+    Ended,
+}
+
+struct CachedGroup {
+    /// Position in the track's sequence of cached groups; followers refer to groups by it.
+    seq: u64,
+    info: GroupInfo,
+    objects: Vec<(u64, Bytes)>,
+    complete: bool,
+    bytes: usize,
+}
+
+struct TrackState {
+    groups: VecDeque<CachedGroup>,
+    next_seq: u64,
+    bytes: usize,
+    end: Option<TrackEnd>,
+    limits: CacheLimits,
+}
+
+impl TrackState {
+    fn group(&self, seq: u64) -> Option<&CachedGroup> {
+        let first = self.groups.front()?.seq;
+        let index = usize::try_from(seq.checked_sub(first)?).ok()?;
+        self.groups.get(index)
+    }
+
+    fn group_mut(&mut self, seq: u64) -> Option<&mut CachedGroup> {
+        let first = self.groups.front()?.seq;
+        let index = usize::try_from(seq.checked_sub(first)?).ok()?;
+        self.groups.get_mut(index)
+    }
+
+    fn evict(&mut self) {
+        while self.groups.len() > 1
+            && (self.groups.len() > self.limits.max_groups || self.bytes > self.limits.max_bytes)
+        {
+            if let Some(old) = self.groups.pop_front() {
+                self.bytes -= old.bytes;
+            }
+        }
+    }
+}
+
+/// Shared handle to one track's cache.
+#[derive(Clone)]
+pub struct TrackCache {
+    state: Arc<Mutex<TrackState>>,
+    version: watch::Sender<u64>,
+}
+
+impl TrackCache {
+    pub fn new(limits: CacheLimits) -> Self {
+        let limits = CacheLimits {
+            max_groups: limits.max_groups.max(1),
+            ..limits
+        };
+        Self {
+            state: Arc::new(Mutex::new(TrackState {
+                groups: VecDeque::new(),
+                next_seq: 0,
+                bytes: 0,
+                end: None,
+                limits,
+            })),
+            version: watch::Sender::new(0),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, TrackState> {
+        // A panic while holding this lock cannot leave the plain data inconsistent in a way
+        // that matters more than stopping the relay, so a poisoned lock is used as is.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn changed(&self) {
+        self.version.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// Starts a group; the previous groups stay open until [`Self::end_group`].
+    /// Returns the group's sequence number, used to append to it.
+    pub fn begin_group(&self, info: GroupInfo) -> Result<u64, CacheError> {
+        let seq = {
+            let mut state = self.lock();
+            if state.end.is_some() {
+                return Err(CacheError::Ended);
+            }
+            if let Some(newest) = state.groups.back() {
+                if info.group_id <= newest.info.group_id {
+                    return Err(CacheError::StaleGroup(info.group_id));
+                }
+            }
+            let seq = state.next_seq;
+            state.next_seq += 1;
+            state.groups.push_back(CachedGroup {
+                seq,
+                info,
+                objects: Vec::new(),
+                complete: false,
+                bytes: 0,
+            });
+            state.evict();
+            seq
+        };
+        self.changed();
+        Ok(seq)
+    }
+
+    /// Appends an object to an open group. Appending to an evicted group is not an error:
+    /// nobody can read it any more, so the object is dropped.
+    pub fn push_object(&self, seq: u64, object_id: u64, payload: Bytes) -> Result<(), CacheError> {
+        {
+            let mut state = self.lock();
+            let len = payload.len();
+            let Some(group) = state.group_mut(seq) else {
+                return Ok(());
+            };
+            if group
+                .objects
+                .last()
+                .is_some_and(|(last, _)| object_id <= *last)
+            {
+                return Err(CacheError::ObjectOrder {
+                    group_id: group.info.group_id,
+                    object_id,
+                });
+            }
+            group.objects.push((object_id, payload));
+            group.bytes += len;
+            state.bytes += len;
+            state.evict();
+        }
+        self.changed();
+        Ok(())
+    }
+
+    /// Marks a group whole: followers end their copy of it cleanly.
+    pub fn end_group(&self, seq: u64) {
+        if let Some(group) = self.lock().group_mut(seq) {
+            group.complete = true;
+        }
+        self.changed();
+    }
+
+    /// Drops a group the source could not finish, so no follower passes it off as whole.
+    pub fn abandon_group(&self, seq: u64) {
+        {
+            let mut state = self.lock();
+            if let Some(pos) = state.groups.iter().position(|g| g.seq == seq) {
+                if let Some(group) = state.groups.remove(pos) {
+                    state.bytes -= group.bytes;
+                }
+            }
+        }
+        self.changed();
+    }
+
+    /// Ends the track. Open groups that were not ended are abandoned.
+    pub fn end(&self, end: TrackEnd) {
+        {
+            let mut state = self.lock();
+            if state.end.is_some() {
+                return;
+            }
+            state.end = Some(end);
+            let mut freed = 0;
+            state.groups.retain(|g| {
+                if !g.complete {
+                    freed += g.bytes;
+                }
+                g.complete
+            });
+            state.bytes -= freed;
+        }
+        self.changed();
+    }
+
+    pub fn is_ended(&self) -> bool {
+        self.lock().end.is_some()
+    }
+
+    /// Bytes of payload held.
+    pub fn bytes(&self) -> usize {
+        self.lock().bytes
+    }
+
+    /// Number of groups held.
+    pub fn group_count(&self) -> usize {
+        self.lock().groups.len()
+    }
+
+    /// The newest group's id, if any.
+    pub fn newest_group_id(&self) -> Option<u64> {
+        self.lock().groups.back().map(|g| g.info.group_id)
+    }
+
+    /// A follower that starts at the start of the newest group.
+    pub fn follow(&self) -> TrackFollower {
+        let start = {
+            let state = self.lock();
+            state.groups.back().map_or(state.next_seq, |g| g.seq)
+        };
+        TrackFollower {
+            cache: self.clone(),
+            version: self.version.subscribe(),
+            next_seq: start,
+            active: Vec::new(),
+        }
+    }
+}
+
+/// What a follower reads next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FollowStep {
+    /// A group starts; `seq` names it in the steps that follow.
+    Group { seq: u64, info: GroupInfo },
+    Object {
+        seq: u64,
+        object_id: u64,
+        payload: Bytes,
+    },
+    /// The group is whole.
+    GroupEnd { seq: u64 },
+    /// The group was evicted or abandoned before this follower read all of it.
+    GroupAbandoned { seq: u64 },
+    /// The track ended; nothing follows.
+    End(TrackEnd),
+}
+
+struct ActiveGroup {
+    seq: u64,
+    next_object: usize,
+}
+
+/// One reader's position in a [`TrackCache`].
+pub struct TrackFollower {
+    cache: TrackCache,
+    version: watch::Receiver<u64>,
+    next_seq: u64,
+    active: Vec<ActiveGroup>,
+}
+
+impl TrackFollower {
+    /// The next step if one is ready, without waiting.
+    pub fn try_next(&mut self) -> Option<FollowStep> {
+        let state = self.cache.lock();
+
+        // Groups this follower is inside of, oldest first.
+        let mut index = 0;
+        while index < self.active.len() {
+            let active = &mut self.active[index];
+            let Some(group) = state.group(active.seq) else {
+                let seq = active.seq;
+                self.active.remove(index);
+                return Some(FollowStep::GroupAbandoned { seq });
+            };
+            if let Some((object_id, payload)) = group.objects.get(active.next_object) {
+                active.next_object += 1;
+                return Some(FollowStep::Object {
+                    seq: group.seq,
+                    object_id: *object_id,
+                    payload: payload.clone(),
+                });
+            }
+            if group.complete {
+                let seq = group.seq;
+                self.active.remove(index);
+                return Some(FollowStep::GroupEnd { seq });
+            }
+            index += 1;
+        }
+
+        // A follower that fell behind eviction skips to the newest group: it loses old
+        // groups, never the present.
+        if let Some(first) = state.groups.front() {
+            if self.next_seq < first.seq {
+                self.next_seq = state.groups.back().map_or(first.seq, |g| g.seq);
+            }
+        }
+        if let Some(group) = state.group(self.next_seq) {
+            let seq = group.seq;
+            let info = group.info;
+            self.next_seq += 1;
+            self.active.push(ActiveGroup {
+                seq,
+                next_object: 0,
+            });
+            return Some(FollowStep::Group { seq, info });
+        }
+        if self.next_seq < state.next_seq {
+            // Groups between were abandoned; move past them.
+            self.next_seq = state.next_seq;
+        }
+
+        if self.active.is_empty() {
+            if let Some(end) = &state.end {
+                return Some(FollowStep::End(end.clone()));
+            }
+        }
+        None
+    }
+
+    /// The next step, waiting for the source if needed.
+    pub async fn next(&mut self) -> FollowStep {
+        loop {
+            // Mark the current version seen before looking, so a change made after the
+            // look wakes the wait below.
+            self.version.borrow_and_update();
+            if let Some(step) = self.try_next() {
+                return step;
+            }
+            if self.version.changed().await.is_err() {
+                // The cache itself is gone: nothing more can arrive.
+                return FollowStep::End(TrackEnd::Failed {
+                    code: 0,
+                    reason: "track cache dropped".into(),
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(group_id: u64) -> GroupInfo {
+        GroupInfo {
+            group_id,
+            subgroup_id: 0,
+            priority: 0,
+        }
+    }
+
+    fn drain(f: &mut TrackFollower) -> Vec<FollowStep> {
+        std::iter::from_fn(|| f.try_next()).collect()
+    }
+
+    #[test]
+    fn follower_starts_at_newest_group() {
+        let cache = TrackCache::new(CacheLimits::default());
+        let g1 = cache.begin_group(info(1)).unwrap();
+        cache.push_object(g1, 0, Bytes::from_static(b"a")).unwrap();
+        cache.end_group(g1);
+        let g2 = cache.begin_group(info(2)).unwrap();
+        cache.push_object(g2, 0, Bytes::from_static(b"b")).unwrap();
+        cache.push_object(g2, 1, Bytes::from_static(b"c")).unwrap();
+
+        let mut f = cache.follow();
+        let steps = drain(&mut f);
+        assert_eq!(
+            steps[0],
+            FollowStep::Group {
+                seq: g2,
+                info: info(2)
+            }
+        );
+        assert_eq!(steps.len(), 3, "{steps:?}");
+        assert!(
+            matches!(&steps[1], FollowStep::Object { object_id: 0, payload, .. } if payload == "b")
+        );
+        cache.end_group(g2);
+        assert_eq!(f.try_next(), Some(FollowStep::GroupEnd { seq: g2 }));
+        assert_eq!(f.try_next(), None);
+    }
+
+    #[test]
+    fn payloads_are_shared_not_copied() {
+        let cache = TrackCache::new(CacheLimits::default());
+        let g = cache.begin_group(info(1)).unwrap();
+        let payload = Bytes::from(vec![7u8; 1000]);
+        cache.push_object(g, 0, payload.clone()).unwrap();
+        let mut f = cache.follow();
+        f.try_next();
+        match f.try_next() {
+            Some(FollowStep::Object { payload: got, .. }) => {
+                assert_eq!(got.as_ptr(), payload.as_ptr())
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn eviction_keeps_newest_and_bounds_bytes() {
+        let cache = TrackCache::new(CacheLimits {
+            max_groups: 3,
+            max_bytes: 2500,
+        });
+        for id in 0..10 {
+            let g = cache.begin_group(info(id)).unwrap();
+            cache
+                .push_object(g, 0, Bytes::from(vec![0u8; 1000]))
+                .unwrap();
+            cache.end_group(g);
+            assert!(cache.bytes() <= 2500);
+            assert!(cache.group_count() <= 3);
+        }
+        assert_eq!(cache.newest_group_id(), Some(9));
+        // A single group larger than the budget is still kept: it is the newest.
+        let g = cache.begin_group(info(10)).unwrap();
+        cache
+            .push_object(g, 0, Bytes::from(vec![0u8; 5000]))
+            .unwrap();
+        assert_eq!(cache.group_count(), 1);
+        assert_eq!(cache.newest_group_id(), Some(10));
+    }
+
+    #[test]
+    fn lagging_follower_abandons_evicted_group_and_skips_to_newest() {
+        let cache = TrackCache::new(CacheLimits {
+            max_groups: 2,
+            max_bytes: usize::MAX,
+        });
+        let g0 = cache.begin_group(info(0)).unwrap();
+        cache.push_object(g0, 0, Bytes::from_static(b"x")).unwrap();
+        let mut f = cache.follow();
+        assert!(matches!(f.try_next(), Some(FollowStep::Group { .. })));
+        for id in 1..5 {
+            let g = cache.begin_group(info(id)).unwrap();
+            cache.push_object(g, 0, Bytes::from_static(b"y")).unwrap();
+        }
+        assert_eq!(f.try_next(), Some(FollowStep::GroupAbandoned { seq: g0 }));
+        match f.try_next() {
+            Some(FollowStep::Group { info: i, .. }) => assert_eq!(i.group_id, 4),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn stale_and_out_of_order_input_is_refused() {
+        let cache = TrackCache::new(CacheLimits::default());
+        let g = cache.begin_group(info(5)).unwrap();
+        assert_eq!(cache.begin_group(info(5)), Err(CacheError::StaleGroup(5)));
+        assert_eq!(cache.begin_group(info(3)), Err(CacheError::StaleGroup(3)));
+        cache.push_object(g, 2, Bytes::new()).unwrap();
+        assert!(cache.push_object(g, 2, Bytes::new()).is_err());
+        assert!(cache.push_object(g, 1, Bytes::new()).is_err());
+    }
+
+    #[test]
+    fn end_abandons_unfinished_groups() {
+        let cache = TrackCache::new(CacheLimits::default());
+        let g = cache.begin_group(info(1)).unwrap();
+        let mut f = cache.follow();
+        assert!(matches!(f.try_next(), Some(FollowStep::Group { .. })));
+        cache
+            .push_object(g, 0, Bytes::from_static(b"half"))
+            .unwrap();
+        cache.end(TrackEnd::Finished);
+        assert_eq!(f.try_next(), Some(FollowStep::GroupAbandoned { seq: g }));
+        assert_eq!(f.try_next(), Some(FollowStep::End(TrackEnd::Finished)));
+        assert_eq!(cache.bytes(), 0);
+        assert_eq!(cache.begin_group(info(2)), Err(CacheError::Ended));
+    }
+
+    #[tokio::test]
+    async fn next_wakes_on_new_data() {
+        let cache = TrackCache::new(CacheLimits::default());
+        let mut f = cache.follow();
+        let writer = cache.clone();
+        let task = tokio::spawn(async move {
+            let g = writer.begin_group(info(1)).unwrap();
+            writer.push_object(g, 0, Bytes::from_static(b"z")).unwrap();
+            writer.end_group(g);
+            writer.end(TrackEnd::Finished);
+        });
+        let mut steps = Vec::new();
+        loop {
+            let step = f.next().await;
+            let end = matches!(step, FollowStep::End(_));
+            steps.push(step);
+            if end {
+                break;
+            }
+        }
+        task.await.unwrap();
+        assert_eq!(steps.len(), 4, "{steps:?}");
+    }
+}

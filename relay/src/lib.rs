@@ -1,0 +1,28 @@
+//! Stagecast's relay engine, shared by `stagecast-relay` (edge and mid-tier nodes) and the
+//! origin `stagecast-server`.
+//!
+//! ```text
+//!  publisher session ──PUBLISH_NAMESPACE──▶ router ◀── local broadcasts (in-process)
+//!                                              │
+//!  subscriber session ──SUBSCRIBE──▶ relay ────┤ (no route here) ──▶ upstream link
+//!                                     │        │
+//!                                     │   registry: one source subscription per track
+//!                                     │        │
+//!                                     └◀── cache (recent groups, shared Bytes) ◀── source
+//! ```
+//!
+//! Media-agnostic: nothing here parses CMAF, catalogs or interaction payloads.
+
+pub mod accept;
+pub mod cache;
+pub mod http;
+pub mod local;
+pub mod metrics;
+pub mod registry;
+pub mod relay;
+pub mod router;
+pub mod session;
+pub mod track_io;
+pub mod upstream;
+
+pub use relay::{Relay, RelayConfig};

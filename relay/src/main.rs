@@ -1,0 +1,100 @@
+//! `stagecast-relay`: an edge or mid-tier relay node under an origin.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use stagecast_proto::certificate::ServerIdentity;
+use stagecast_proto::endpoint::{ClientEndpoint, ServerEndpoint};
+use stagecast_proto::trust::ClientTrust;
+use stagecast_relay::upstream::{run_upstream, LinkState, UpstreamConfig};
+use stagecast_relay::{Relay, RelayConfig};
+use url::Url;
+
+/// A Stagecast relay: caches and fans out MoQ tracks from its upstream to its subscribers,
+/// and forwards what publishers publish here toward the origin.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// Upstream relay or origin (moqt:// or https://); repeat for failover, in order.
+    #[arg(long, env = "STAGECAST_UPSTREAM", value_delimiter = ',')]
+    upstream: Vec<Url>,
+    /// UDP address for MoQ over QUIC and WebTransport.
+    #[arg(long, env = "STAGECAST_BIND", default_value = "[::]:4444")]
+    bind: SocketAddr,
+    /// TCP address for HTTP (/healthz, /metrics, /certificate.sha256).
+    #[arg(long, env = "STAGECAST_HTTP_BIND", default_value = "[::]:8081")]
+    http_bind: SocketAddr,
+    /// Directory for the development certificate.
+    #[arg(
+        long,
+        env = "STAGECAST_DATA_DIR",
+        default_value = "./stagecast-relay-data"
+    )]
+    data_dir: PathBuf,
+    /// PEM certificate chain (with --tls-key); otherwise a development certificate is used.
+    #[arg(long, env = "STAGECAST_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "STAGECAST_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Trust the upstream's certificate by this SHA-256 fingerprint (hex) instead of the
+    /// system roots.
+    #[arg(long, env = "STAGECAST_UPSTREAM_FINGERPRINT")]
+    upstream_fingerprint: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    stagecast_proto::logging::init();
+    let args = Args::parse();
+    let identity = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => ServerIdentity::load_pem(cert, key)?,
+        _ => ServerIdentity::load_or_create_dev(&args.data_dir, &[])?,
+    };
+    let relay = Relay::new(RelayConfig::default());
+    let endpoint = ServerEndpoint::bind(args.bind, &identity)?;
+    let http = tokio::net::TcpListener::bind(args.http_bind)
+        .await
+        .with_context(|| format!("cannot listen for HTTP on {}", args.http_bind))?;
+    tracing::info!(
+        bind = %endpoint.local_addr()?,
+        http = %http.local_addr()?,
+        fingerprint = %identity.fingerprint,
+        "stagecast-relay listening"
+    );
+    let fingerprint = identity.fingerprint.clone();
+    let routes = stagecast_relay::http::routes(relay.clone()).route(
+        "/certificate.sha256",
+        axum::routing::get(move || async move { format!("{fingerprint}\n") }),
+    );
+    tokio::spawn(stagecast_relay::http::serve(http, routes));
+
+    if !args.upstream.is_empty() {
+        let trust = match &args.upstream_fingerprint {
+            Some(hex) => ClientTrust::pinned_hex(hex)?,
+            None => stagecast_proto::trust::trust_for_urls(&args.upstream).await?,
+        };
+        let config = UpstreamConfig {
+            urls: args.upstream.clone(),
+            trust,
+        };
+        let (state, _) = tokio::sync::watch::channel(LinkState::Disconnected {
+            reason: "not started".into(),
+            retry_in: Default::default(),
+        });
+        tokio::spawn(run_upstream(
+            relay.clone(),
+            ClientEndpoint::new()?,
+            config,
+            state,
+        ));
+    }
+    let accept = tokio::spawn(stagecast_relay::accept::serve_endpoint(relay, endpoint));
+    tokio::select! {
+        _ = accept => {},
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
+    }
+    Ok(())
+}

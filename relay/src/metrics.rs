@@ -1,0 +1,168 @@
+//! The relay's counters and gauges, rendered in the Prometheus text format at `/metrics`.
+//!
+//! Plain atomics with relaxed ordering: each is an independent tally read by a scrape, so no
+//! ordering between them is needed, and an increment costs one uncontended atomic add.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+
+#[derive(Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn inc(&self) {
+        self.add(1);
+    }
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Default)]
+pub struct Gauge(AtomicI64);
+
+impl Gauge {
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn dec(&self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Decrements a gauge when dropped, so an early return cannot leave it counted.
+pub struct GaugeGuard<'a>(&'a Gauge);
+
+impl<'a> GaugeGuard<'a> {
+    pub fn new(gauge: &'a Gauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for GaugeGuard<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+#[derive(Default)]
+pub struct MetricsInner {
+    pub sessions: Gauge,
+    pub sessions_total: Counter,
+    pub subscriptions: Gauge,
+    pub subscribes_total: Counter,
+    pub subscribes_refused_total: Counter,
+    pub upstream_subscriptions: Gauge,
+    pub upstream_subscribes_total: Counter,
+    pub namespaces_published_total: Counter,
+    pub upstream_connected: Gauge,
+    pub upstream_reconnects_total: Counter,
+}
+
+/// Shared handle to the relay's metrics.
+#[derive(Clone, Default)]
+pub struct Metrics(Arc<MetricsInner>);
+
+impl std::ops::Deref for Metrics {
+    type Target = MetricsInner;
+    fn deref(&self) -> &MetricsInner {
+        &self.0
+    }
+}
+
+impl Metrics {
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let mut gauge = |name: &str, help: &str, value: i64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            );
+        };
+        gauge(
+            "stagecast_sessions",
+            "Open MoQ sessions.",
+            self.sessions.get(),
+        );
+        gauge(
+            "stagecast_subscriptions",
+            "Downstream subscriptions being served.",
+            self.subscriptions.get(),
+        );
+        gauge(
+            "stagecast_upstream_subscriptions",
+            "Tracks subscribed at a source (one per track, however many subscribers).",
+            self.upstream_subscriptions.get(),
+        );
+        gauge(
+            "stagecast_upstream_connected",
+            "1 while the upstream link is connected.",
+            self.upstream_connected.get(),
+        );
+        let mut counter = |name: &str, help: &str, value: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
+        };
+        counter(
+            "stagecast_sessions_total",
+            "MoQ sessions accepted.",
+            self.sessions_total.get(),
+        );
+        counter(
+            "stagecast_subscribes_total",
+            "SUBSCRIBE requests received.",
+            self.subscribes_total.get(),
+        );
+        counter(
+            "stagecast_subscribes_refused_total",
+            "SUBSCRIBE requests refused (not found, loop, source failure).",
+            self.subscribes_refused_total.get(),
+        );
+        counter(
+            "stagecast_upstream_subscribes_total",
+            "Subscriptions opened at a source.",
+            self.upstream_subscribes_total.get(),
+        );
+        counter(
+            "stagecast_namespaces_published_total",
+            "PUBLISH_NAMESPACE requests accepted.",
+            self.namespaces_published_total.get(),
+        );
+        counter(
+            "stagecast_upstream_reconnects_total",
+            "Times the upstream link was re-established.",
+            self.upstream_reconnects_total.get(),
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text() {
+        let metrics = Metrics::default();
+        metrics.upstream_subscriptions.inc();
+        {
+            let _g = GaugeGuard::new(&metrics.sessions);
+            assert!(metrics.render().contains("\nstagecast_sessions 1\n"));
+        }
+        let text = metrics.render();
+        assert!(text.contains("\nstagecast_sessions 0\n"));
+        assert!(text.contains("\nstagecast_upstream_subscriptions 1\n"));
+        assert!(text.contains("# TYPE stagecast_sessions_total counter"));
+    }
+}

@@ -1,0 +1,197 @@
+//! One subscription to a source per track, however many subscribers want it.
+//!
+//! The first subscriber of a track starts the source subscription (the "cache lock" of a
+//! CDN: concurrent requests for the same track merge into one); later ones share it. The
+//! entry lives as long as any subscriber holds its [`SharedTrack`]; when the last one
+//! leaves, the source subscription is cancelled.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use moq_transport::coding::{TrackName, TrackNamespace};
+use moq_transport::serve::{ServeError, Track};
+use moq_transport::session::Subscriber;
+use tokio::sync::watch;
+use tokio::task::AbortHandle;
+
+use crate::cache::{CacheLimits, TrackCache, TrackEnd};
+use crate::metrics::Metrics;
+use crate::track_io::fill_cache;
+
+/// How long a source gets to accept a SUBSCRIBE before the subscribers are told it failed.
+const SOURCE_ACCEPT_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+struct TrackKey {
+    namespace: TrackNamespace,
+    name: TrackName,
+}
+
+/// Where a shared subscription stands.
+#[derive(Clone, Debug)]
+pub enum Readiness {
+    Pending,
+    Ready,
+    Failed(ServeError),
+}
+
+/// A track subscribed at a source, shared by its subscribers.
+pub struct SharedTrack {
+    key: TrackKey,
+    pub cache: TrackCache,
+    ready: watch::Receiver<Readiness>,
+    task: AbortHandle,
+    registry: TrackRegistry,
+}
+
+impl SharedTrack {
+    /// Waits until the source accepted the subscription or refused it.
+    pub async fn ready(&self) -> Result<(), ServeError> {
+        let mut ready = self.ready.clone();
+        let outcome = ready
+            .wait_for(|r| !matches!(r, Readiness::Pending))
+            .await
+            .map(|r| r.clone());
+        match outcome {
+            Ok(Readiness::Failed(err)) => Err(err),
+            Ok(_) => Ok(()),
+            Err(_) => Err(ServeError::Internal("source task ended".into())),
+        }
+    }
+}
+
+impl Drop for SharedTrack {
+    fn drop(&mut self) {
+        self.task.abort();
+        self.registry.metrics.upstream_subscriptions.dec();
+        let mut entries = self.registry.lock();
+        if entries
+            .get(&self.key)
+            .is_some_and(|weak| weak.strong_count() == 0)
+        {
+            entries.remove(&self.key);
+        }
+    }
+}
+
+/// The table of shared source subscriptions.
+#[derive(Clone)]
+pub struct TrackRegistry {
+    entries: Arc<Mutex<HashMap<TrackKey, Weak<SharedTrack>>>>,
+    limits: CacheLimits,
+    metrics: Metrics,
+}
+
+impl TrackRegistry {
+    pub fn new(limits: CacheLimits, metrics: Metrics) -> Self {
+        Self {
+            entries: Default::default(),
+            limits,
+            metrics,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TrackKey, Weak<SharedTrack>>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Number of tracks currently subscribed at sources.
+    pub fn len(&self) -> usize {
+        self.lock()
+            .values()
+            .filter(|w| w.strong_count() > 0)
+            .count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The shared subscription for a track, starting one at `subscriber` if there is none
+    /// (or the previous one has ended).
+    pub fn get_or_subscribe(
+        &self,
+        namespace: &TrackNamespace,
+        name: &TrackName,
+        subscriber: &Subscriber,
+    ) -> Arc<SharedTrack> {
+        let key = TrackKey {
+            namespace: namespace.clone(),
+            name: name.clone(),
+        };
+        // An ended entry found under the lock is released only after the lock is: its
+        // Drop takes the same lock.
+        let mut stale: Option<Arc<SharedTrack>> = None;
+        let shared = {
+            let mut entries = self.lock();
+            match entries.get(&key).and_then(Weak::upgrade) {
+                Some(existing) if !existing.cache.is_ended() => existing,
+                existing => {
+                    stale = existing;
+                    let shared = self.start(key.clone(), subscriber.clone());
+                    entries.insert(key, Arc::downgrade(&shared));
+                    shared
+                }
+            }
+        };
+        drop(stale);
+        shared
+    }
+
+    fn start(&self, key: TrackKey, subscriber: Subscriber) -> Arc<SharedTrack> {
+        let cache = TrackCache::new(self.limits);
+        let (ready_tx, ready_rx) = watch::channel(Readiness::Pending);
+        let task = tokio::spawn(subscribe_at_source(
+            subscriber,
+            key.clone(),
+            cache.clone(),
+            ready_tx,
+            self.metrics.clone(),
+        ));
+        self.metrics.upstream_subscriptions.inc();
+        Arc::new(SharedTrack {
+            key,
+            cache,
+            ready: ready_rx,
+            task: task.abort_handle(),
+            registry: self.clone(),
+        })
+    }
+}
+
+async fn subscribe_at_source(
+    mut subscriber: Subscriber,
+    key: TrackKey,
+    cache: TrackCache,
+    ready: watch::Sender<Readiness>,
+    metrics: Metrics,
+) {
+    let (writer, reader) = Track::new(key.namespace.clone(), key.name.clone()).produce();
+    let accepted =
+        tokio::time::timeout(SOURCE_ACCEPT_TIMEOUT, subscriber.subscribe_open(writer)).await;
+    let subscription = match accepted {
+        Ok(Ok(subscription)) => subscription,
+        Ok(Err(err)) => {
+            tracing::debug!(namespace = %key.namespace, track = %key.name, %err, "source refused subscription");
+            cache.end(TrackEnd::Failed {
+                code: 0,
+                reason: err.to_string(),
+            });
+            ready.send_replace(Readiness::Failed(err));
+            return;
+        }
+        Err(_) => {
+            cache.end(TrackEnd::Failed {
+                code: 0,
+                reason: "source did not answer".into(),
+            });
+            ready.send_replace(Readiness::Failed(ServeError::Timeout));
+            return;
+        }
+    };
+    metrics.upstream_subscribes_total.inc();
+    ready.send_replace(Readiness::Ready);
+    fill_cache(reader, cache).await;
+    drop(subscription);
+}

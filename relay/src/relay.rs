@@ -1,0 +1,155 @@
+//! The relay engine: answers SUBSCRIBEs from whichever source publishes the track, through
+//! one shared subscription and cache per track, and tracks the sessions it serves.
+//!
+//! A SUBSCRIBE is resolved in this order: a broadcast published in this process, a peer
+//! session that published the namespace here, the upstream link. A request is never sent
+//! back to the session it came from, which is what keeps chains free of routing loops.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use moq_transport::serve::{ServeError, Track};
+use moq_transport::session::Subscribed;
+use tokio::sync::watch;
+
+use crate::cache::{CacheLimits, TrackCache};
+use crate::metrics::{GaugeGuard, Metrics};
+use crate::registry::{SharedTrack, TrackRegistry};
+use crate::router::{Router, SessionId, Source};
+use crate::track_io::deliver;
+use crate::upstream::UpstreamSession;
+
+/// Settings of the engine itself (not of its listeners).
+#[derive(Clone, Debug, Default)]
+pub struct RelayConfig {
+    pub cache: CacheLimits,
+}
+
+struct RelayInner {
+    router: Router,
+    registry: TrackRegistry,
+    metrics: Metrics,
+    config: RelayConfig,
+    next_session: AtomicU64,
+    /// The upstream link's live session, if this relay has an upstream and it is up.
+    upstream: watch::Sender<Option<UpstreamSession>>,
+}
+
+/// Handle to the engine; clones share it.
+#[derive(Clone)]
+pub struct Relay(Arc<RelayInner>);
+
+impl Relay {
+    pub fn new(config: RelayConfig) -> Self {
+        let metrics = Metrics::default();
+        Self(Arc::new(RelayInner {
+            router: Router::default(),
+            registry: TrackRegistry::new(config.cache, metrics.clone()),
+            metrics,
+            config,
+            next_session: AtomicU64::new(1),
+            upstream: watch::Sender::new(None),
+        }))
+    }
+
+    pub fn router(&self) -> &Router {
+        &self.0.router
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.0.metrics
+    }
+
+    pub fn config(&self) -> &RelayConfig {
+        &self.0.config
+    }
+
+    pub fn registry(&self) -> &TrackRegistry {
+        &self.0.registry
+    }
+
+    pub fn next_session_id(&self) -> SessionId {
+        self.0.next_session.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_upstream(&self, session: Option<UpstreamSession>) {
+        self.0.upstream.send_replace(session);
+    }
+
+    /// The upstream session now and as it changes (`None` while disconnected or absent).
+    pub fn upstream(&self) -> watch::Receiver<Option<UpstreamSession>> {
+        self.0.upstream.subscribe()
+    }
+
+    /// Answers one SUBSCRIBE that arrived on session `from`, serving it until the
+    /// subscriber leaves or the track ends.
+    pub async fn serve_subscribe(&self, subscribed: Subscribed, from: SessionId) {
+        self.0.metrics.subscribes_total.inc();
+        let namespace = subscribed.info.track_namespace.clone();
+        let name = subscribed.info.track_name.clone();
+        let (cache, shared) = match self.resolve(&subscribed, from).await {
+            Ok(found) => found,
+            Err(err) => {
+                self.0.metrics.subscribes_refused_total.inc();
+                tracing::debug!(%namespace, track = %name, %err, "subscribe refused");
+                let _ = subscribed.close(err);
+                return;
+            }
+        };
+        let _serving = GaugeGuard::new(&self.0.metrics.subscriptions);
+        let (writer, reader) = Track::new(namespace, name).produce();
+        let serve = subscribed.serve(reader);
+        tokio::pin!(serve);
+        tokio::select! {
+            result = &mut serve => {
+                if let Err(err) = result {
+                    tracing::debug!(%err, "subscription ended");
+                }
+            }
+            () = deliver(cache, writer) => {
+                // The track ended; let the session flush what it holds and say so.
+                let _ = serve.await;
+            }
+        }
+        drop(shared);
+    }
+
+    async fn resolve(
+        &self,
+        subscribed: &Subscribed,
+        from: SessionId,
+    ) -> Result<(TrackCache, Option<Arc<SharedTrack>>), ServeError> {
+        let namespace = &subscribed.info.track_namespace;
+        let name = &subscribed.info.track_name;
+        let path = stagecast_proto::path::path_from_namespace(namespace);
+        let not_found = || {
+            ServeError::NotFoundWithId(
+                format!("no broadcast {path}/{name} is published here"),
+                Default::default(),
+            )
+        };
+        let subscriber = match self.0.router.route(namespace) {
+            Some(Source::Local(broadcast)) => {
+                let cache = broadcast.track(&name.to_string()).ok_or_else(not_found)?;
+                return Ok((cache, None));
+            }
+            Some(Source::Session {
+                session,
+                subscriber,
+            }) if session != from => *subscriber,
+            // The route leads back where the request came from: answering from there
+            // would loop.
+            Some(Source::Session { .. }) => return Err(not_found()),
+            None => match self.0.upstream.borrow().as_ref() {
+                Some(upstream) if upstream.id != from => upstream.subscriber.clone(),
+                _ => return Err(not_found()),
+            },
+        };
+        let shared = self
+            .0
+            .registry
+            .get_or_subscribe(namespace, name, &subscriber);
+        shared.ready().await?;
+        Ok((shared.cache.clone(), Some(shared)))
+    }
+}

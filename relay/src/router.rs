@@ -1,0 +1,213 @@
+//! Which source serves a namespace: a peer session that published it (a publisher or a
+//! downstream relay that forwarded its publisher's PUBLISH_NAMESPACE), or a broadcast
+//! published inside this process. Longest prefix wins; among equals the newest
+//! registration, so a publisher that reconnects takes over from its stale session.
+
+use std::sync::{Arc, Mutex};
+
+use moq_transport::coding::TrackNamespace;
+use moq_transport::session::Subscriber;
+use tokio::sync::watch;
+
+use crate::local::LocalBroadcast;
+
+/// Identifies a peer session within this process, for loop prevention and logs.
+pub type SessionId = u64;
+
+#[derive(Clone)]
+pub enum Source {
+    /// A peer session; tracks are fetched from it with SUBSCRIBE.
+    Session {
+        session: SessionId,
+        subscriber: Box<Subscriber>,
+    },
+    /// A broadcast published in this process.
+    Local(LocalBroadcast),
+}
+
+impl Source {
+    pub fn session_id(&self) -> Option<SessionId> {
+        match self {
+            Source::Session { session, .. } => Some(*session),
+            Source::Local(_) => None,
+        }
+    }
+}
+
+struct Route {
+    id: u64,
+    namespace: TrackNamespace,
+    source: Source,
+}
+
+struct RouterState {
+    routes: Vec<Route>,
+    next_id: u64,
+}
+
+/// The namespace routing table. Cheap to clone; clones share the table.
+#[derive(Clone)]
+pub struct Router {
+    state: Arc<Mutex<RouterState>>,
+    /// The namespaces currently routed here, watched by upstream links that forward them.
+    announced: watch::Sender<Vec<TrackNamespace>>,
+}
+
+impl Default for Router {
+    fn default() -> Self {
+        Self {
+            state: Arc::new(Mutex::new(RouterState {
+                routes: Vec::new(),
+                next_id: 0,
+            })),
+            announced: watch::Sender::new(Vec::new()),
+        }
+    }
+}
+
+impl Router {
+    fn lock(&self) -> std::sync::MutexGuard<'_, RouterState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Routes `namespace` to `source` until the returned guard is dropped.
+    pub fn register(&self, namespace: TrackNamespace, source: Source) -> RouteGuard {
+        let id = {
+            let mut state = self.lock();
+            let id = state.next_id;
+            state.next_id += 1;
+            state.routes.push(Route {
+                id,
+                namespace,
+                source,
+            });
+            id
+        };
+        self.publish_announced();
+        RouteGuard {
+            router: self.clone(),
+            id,
+        }
+    }
+
+    fn unregister(&self, id: u64) {
+        self.lock().routes.retain(|r| r.id != id);
+        self.publish_announced();
+    }
+
+    fn publish_announced(&self) {
+        let mut namespaces: Vec<TrackNamespace> = Vec::new();
+        for route in self.lock().routes.iter() {
+            if !namespaces.contains(&route.namespace) {
+                namespaces.push(route.namespace.clone());
+            }
+        }
+        self.announced.send_replace(namespaces);
+    }
+
+    /// The source for a track in `namespace`, if any route covers it.
+    pub fn route(&self, namespace: &TrackNamespace) -> Option<Source> {
+        let state = self.lock();
+        state
+            .routes
+            .iter()
+            .filter(|r| is_prefix(&r.namespace, namespace))
+            // max_by_key keeps the last of equal keys: the newest registration.
+            .max_by_key(|r| (r.namespace.fields.len(), r.id))
+            .map(|r| r.source.clone())
+    }
+
+    /// The routed namespaces, now and as they change.
+    pub fn announced(&self) -> watch::Receiver<Vec<TrackNamespace>> {
+        self.announced.subscribe()
+    }
+
+    /// The routed namespaces whose source is not `except` (a link never forwards a
+    /// namespace back to the peer it came from).
+    pub fn namespaces_not_from(&self, except: Option<SessionId>) -> Vec<TrackNamespace> {
+        let mut namespaces: Vec<TrackNamespace> = Vec::new();
+        for route in self.lock().routes.iter() {
+            if except.is_some() && route.source.session_id() == except {
+                continue;
+            }
+            if !namespaces.contains(&route.namespace) {
+                namespaces.push(route.namespace.clone());
+            }
+        }
+        namespaces
+    }
+
+    /// All routed namespaces as paths, for listings.
+    pub fn paths(&self) -> Vec<String> {
+        let mut paths: Vec<String> = self
+            .lock()
+            .routes
+            .iter()
+            .map(|r| stagecast_proto::path::path_from_namespace(&r.namespace))
+            .collect();
+        paths.sort();
+        paths.dedup();
+        paths
+    }
+}
+
+fn is_prefix(prefix: &TrackNamespace, namespace: &TrackNamespace) -> bool {
+    prefix.fields.len() <= namespace.fields.len()
+        && prefix
+            .fields
+            .iter()
+            .zip(&namespace.fields)
+            .all(|(a, b)| a == b)
+}
+
+/// Keeps a route in the table; dropping it removes the route.
+pub struct RouteGuard {
+    router: Router,
+    id: u64,
+}
+
+impl Drop for RouteGuard {
+    fn drop(&mut self) {
+        self.router.unregister(self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ns(path: &str) -> TrackNamespace {
+        TrackNamespace::from_utf8_path(path)
+    }
+
+    #[test]
+    fn longest_prefix_then_newest_wins_and_guards_unregister() {
+        let router = Router::default();
+        let a = router.register(ns("live"), Source::Local(LocalBroadcast::new(ns("live"))));
+        let b = router.register(
+            ns("live/alice"),
+            Source::Local(LocalBroadcast::new(ns("live/alice"))),
+        );
+        let pick = |path: &str| match router.route(&ns(path)) {
+            Some(Source::Local(b)) => {
+                Some(stagecast_proto::path::path_from_namespace(b.namespace()))
+            }
+            _ => None,
+        };
+        assert_eq!(pick("live/alice").as_deref(), Some("live/alice"));
+        assert_eq!(pick("live/bob").as_deref(), Some("live"));
+        assert_eq!(pick("other"), None);
+        let newer = router.register(
+            ns("live/alice"),
+            Source::Local(LocalBroadcast::new(ns("live/alice/2"))),
+        );
+        assert_eq!(pick("live/alice").as_deref(), Some("live/alice/2"));
+        drop(newer);
+        assert_eq!(pick("live/alice").as_deref(), Some("live/alice"));
+        drop(b);
+        assert_eq!(pick("live/alice").as_deref(), Some("live"));
+        assert_eq!(router.paths(), vec!["live".to_string()]);
+        drop(a);
+        assert!(router.announced().borrow().is_empty());
+    }
+}

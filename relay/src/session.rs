@@ -1,0 +1,125 @@
+//! One accepted MoQ session: its SETUP, then the requests it makes of this relay, for as
+//! long as it stays connected.
+//!
+//! As a subscriber the peer sends SUBSCRIBE (answered by the engine); as a publisher it
+//! sends PUBLISH_NAMESPACE (routed here until withdrawn or the session ends). Requests
+//! this relay does not serve yet are refused with a clear error instead of left waiting.
+
+use moq_transport::session::{Publisher, Session, SessionError, Subscriber};
+use stagecast_proto::endpoint::Accepted;
+
+use crate::metrics::GaugeGuard;
+use crate::relay::Relay;
+use crate::router::{SessionId, Source};
+
+/// Serves an accepted connection until it closes.
+pub async fn serve_session(relay: Relay, accepted: Accepted) -> Result<(), SessionError> {
+    let remote = accepted.remote;
+    let (session, publisher, subscriber) =
+        Session::accept(accepted.session.into(), None, accepted.transport).await?;
+    let id = relay.next_session_id();
+    relay.metrics().sessions_total.inc();
+    let _open = GaugeGuard::new(&relay.metrics().sessions);
+    tracing::info!(session = id, %remote, transport = ?accepted.transport, "session started");
+    let result = run_session(&relay, id, session, publisher, subscriber).await;
+    tracing::info!(session = id, ?result, "session ended");
+    result
+}
+
+/// Drives a session's requests in both roles. Also used for the upstream link, where this
+/// relay is the client.
+pub(crate) async fn run_session(
+    relay: &Relay,
+    id: SessionId,
+    session: Session,
+    publisher: Option<Publisher>,
+    subscriber: Option<Subscriber>,
+) -> Result<(), SessionError> {
+    tokio::select! {
+        result = session.run() => result,
+        () = answer_subscribes(relay.clone(), id, publisher.clone()) => Ok(()),
+        () = refuse_unsupported(publisher) => Ok(()),
+        () = accept_namespaces(relay.clone(), id, subscriber) => Ok(()),
+    }
+}
+
+async fn answer_subscribes(relay: Relay, id: SessionId, publisher: Option<Publisher>) {
+    let Some(mut publisher) = publisher else {
+        return std::future::pending().await;
+    };
+    // Owned here so the subscriptions end with the session.
+    let mut serving = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            subscribed = publisher.subscribed() => match subscribed {
+                Some(subscribed) => {
+                    let relay = relay.clone();
+                    serving.spawn(async move { relay.serve_subscribe(subscribed, id).await });
+                }
+                None => break,
+            },
+            Some(_) = serving.join_next(), if !serving.is_empty() => {}
+        }
+    }
+    while serving.join_next().await.is_some() {}
+    std::future::pending().await
+}
+
+/// SUBSCRIBE_NAMESPACE and TRACK_STATUS are not served yet: refuse them at once.
+async fn refuse_unsupported(publisher: Option<Publisher>) {
+    let Some(mut publisher) = publisher else {
+        return std::future::pending().await;
+    };
+    let mut status_publisher = publisher.clone();
+    let namespaces = async {
+        while let Some(request) = publisher.subscribed_namespace().await {
+            let _ = request.reject(
+                moq_transport::message::RequestErrorCode::NotSupported as u64,
+                "SUBSCRIBE_NAMESPACE is not supported by this relay",
+            );
+        }
+    };
+    let statuses = async {
+        while let Some(request) = status_publisher.track_status_requested().await {
+            drop(request);
+        }
+    };
+    futures_util::join!(namespaces, statuses);
+    std::future::pending().await
+}
+
+async fn accept_namespaces(relay: Relay, id: SessionId, subscriber: Option<Subscriber>) {
+    let Some(mut subscriber) = subscriber else {
+        return std::future::pending().await;
+    };
+    // Owned here so the routes are withdrawn when the session ends.
+    let mut routes = tokio::task::JoinSet::new();
+    loop {
+        let mut published = tokio::select! {
+            published = subscriber.published_namespace() => match published {
+                Some(published) => published,
+                None => break,
+            },
+            Some(_) = routes.join_next(), if !routes.is_empty() => continue,
+        };
+        let relay = relay.clone();
+        let source = Source::Session {
+            session: id,
+            subscriber: Box::new(subscriber.clone()),
+        };
+        routes.spawn(async move {
+            let namespace = published.info.namespace.clone();
+            if let Err(err) = published.ok() {
+                tracing::debug!(%namespace, %err, "could not accept namespace");
+                return;
+            }
+            relay.metrics().namespaces_published_total.inc();
+            tracing::info!(session = id, %namespace, "namespace published");
+            let _route = relay.router().register(namespace.clone(), source);
+            let _ = published.closed().await;
+            tracing::info!(session = id, %namespace, "namespace withdrawn");
+        });
+    }
+    while routes.join_next().await.is_some() {}
+    std::future::pending().await
+}

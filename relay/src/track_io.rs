@@ -1,0 +1,185 @@
+//! Moves objects between moq-transport's in-memory tracks (what its session layer reads
+//! from and writes to) and the relay's [`TrackCache`].
+//!
+//! - [`fill_cache`]: a subscription's incoming track -> the cache (once per track, whatever
+//!   the number of subscribers);
+//! - [`deliver`]: the cache -> one downstream subscriber's track, starting at the newest
+//!   group. Payloads are `Bytes` clones (a reference count), never copies.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use moq_transport::data::ObjectStatus;
+use moq_transport::message::PublishDoneCode;
+use moq_transport::serve::{
+    ServeError, Subgroup, SubgroupReader, SubgroupWriter, TrackReader, TrackReaderMode, TrackWriter,
+};
+
+use crate::cache::{FollowStep, GroupInfo, TrackCache, TrackEnd};
+
+/// Largest object the relay accepts from a source; a bigger one ends its group as malformed.
+pub const MAX_OBJECT_BYTES: usize = 16 * 1024 * 1024;
+/// Subgroup streams of one track read at once; more wait (QUIC flow control pushes back).
+const MAX_CONCURRENT_SUBGROUPS: usize = 64;
+
+/// Reads `reader` (an upstream or publisher subscription) into `cache` until the track
+/// ends, then ends the cache with the same outcome.
+pub async fn fill_cache(reader: TrackReader, cache: TrackCache) {
+    let end = match fill_inner(reader, &cache).await {
+        Ok(()) => TrackEnd::Finished,
+        Err(err) => TrackEnd::Failed {
+            code: serve_error_code(&err),
+            reason: err.to_string(),
+        },
+    };
+    cache.end(end);
+}
+
+async fn fill_inner(reader: TrackReader, cache: &TrackCache) -> Result<(), ServeError> {
+    let mut subgroups = match reader.mode().await? {
+        TrackReaderMode::Subgroups(subgroups) => subgroups,
+        // Stagecast tracks are carried on subgroup streams (MSF); datagram-only tracks are
+        // refused rather than silently delivered as nothing.
+        _ => {
+            return Err(ServeError::NotImplemented(
+                "tracks not sent on subgroup streams".into(),
+            ))
+        }
+    };
+    let mut reading = FuturesUnordered::new();
+    let mut source_done = false;
+    loop {
+        tokio::select! {
+            next = subgroups.next(), if !source_done && reading.len() < MAX_CONCURRENT_SUBGROUPS => match next? {
+                Some(subgroup) => {
+                    let info = GroupInfo {
+                        group_id: subgroup.group_id,
+                        subgroup_id: subgroup.subgroup_id,
+                        priority: subgroup.priority,
+                    };
+                    match cache.begin_group(info) {
+                        Ok(seq) => reading.push(fill_group(subgroup, cache.clone(), seq)),
+                        Err(err) => tracing::debug!(%err, "skipping group"),
+                    }
+                }
+                None => source_done = true,
+            },
+            Some(()) = reading.next(), if !reading.is_empty() => {}
+            else => return Ok(()),
+        }
+    }
+}
+
+async fn fill_group(mut subgroup: SubgroupReader, cache: TrackCache, seq: u64) {
+    let result: Result<(), ServeError> = async {
+        while let Some(mut object) = subgroup.next().await? {
+            if object.status != ObjectStatus::NormalObject {
+                continue;
+            }
+            let mut chunks: Vec<Bytes> = Vec::new();
+            let mut size = 0;
+            while let Some(chunk) = object.read().await? {
+                size += chunk.len();
+                if size > MAX_OBJECT_BYTES {
+                    return Err(ServeError::Size);
+                }
+                chunks.push(chunk);
+            }
+            // Objects usually arrive in one chunk: keep that buffer rather than copy.
+            let payload = match chunks.len() {
+                1 => chunks.pop().unwrap_or_default(),
+                _ => Bytes::from(chunks.concat()),
+            };
+            if let Err(err) = cache.push_object(seq, object.object_id, payload) {
+                tracing::debug!(%err, "dropping object");
+            }
+        }
+        Ok(())
+    }
+    .await;
+    match result {
+        Ok(()) => cache.end_group(seq),
+        Err(err) => {
+            tracing::debug!(%err, group = seq, "group ended incomplete");
+            cache.abandon_group(seq);
+        }
+    }
+}
+
+/// Writes what `cache` holds and receives, from the newest group on, into `writer` (one
+/// downstream subscriber's track), until the track ends or the subscriber goes away.
+pub async fn deliver(cache: TrackCache, writer: TrackWriter) {
+    let mut follower = cache.follow();
+    let mut subgroups = match writer.subgroups() {
+        Ok(subgroups) => subgroups,
+        Err(_) => return,
+    };
+    let mut open: HashMap<u64, SubgroupWriter> = HashMap::new();
+    loop {
+        match follower.next().await {
+            FollowStep::Group { seq, info } => {
+                let created = subgroups.create(Subgroup {
+                    group_id: info.group_id,
+                    subgroup_id: info.subgroup_id,
+                    priority: info.priority,
+                });
+                match created {
+                    Ok(subgroup) => {
+                        open.insert(seq, subgroup);
+                    }
+                    // The subscriber is gone or its session refused more streams.
+                    Err(_) => return,
+                }
+            }
+            FollowStep::Object {
+                seq,
+                object_id,
+                payload,
+            } => {
+                let Some(subgroup) = open.get_mut(&seq) else {
+                    continue;
+                };
+                let written = subgroup
+                    .create_with_id(object_id, payload.len(), None)
+                    .and_then(|mut object| object.write(payload));
+                if written.is_err() {
+                    open.remove(&seq);
+                }
+            }
+            FollowStep::GroupEnd { seq } => {
+                if let Some(subgroup) = open.remove(&seq) {
+                    let _ = subgroup.finish();
+                }
+            }
+            FollowStep::GroupAbandoned { seq } => {
+                if let Some(subgroup) = open.remove(&seq) {
+                    // Resets the stream: the subscriber sees an incomplete group as such.
+                    let _ =
+                        subgroup.close(ServeError::Closed(PublishDoneCode::TooFarBehind as u64));
+                }
+            }
+            FollowStep::End(end) => {
+                for (_, subgroup) in open.drain() {
+                    let _ = subgroup.close(ServeError::Cancel);
+                }
+                let err = match end {
+                    TrackEnd::Finished => ServeError::Closed(PublishDoneCode::TrackEnded as u64),
+                    TrackEnd::Failed { code, .. } => ServeError::Closed(code),
+                };
+                let _ = subgroups.close(err);
+                return;
+            }
+        }
+    }
+}
+
+/// The PUBLISH_DONE status code for a source that ended with `err`.
+fn serve_error_code(err: &ServeError) -> u64 {
+    match err {
+        ServeError::Done => PublishDoneCode::TrackEnded as u64,
+        ServeError::Closed(code) => *code,
+        ServeError::Size => PublishDoneCode::MalformedTrack as u64,
+        _ => PublishDoneCode::InternalError as u64,
+    }
+}
