@@ -136,7 +136,7 @@ fn check_payload(object: &MediaObject) {
     assert_eq!(samples, object.sample_count as usize);
     let first = traf.trun[0].data_offset.expect("data offset") as usize;
     assert_eq!(first, moof_len + 8, "{:?}", Moof::KIND);
-    assert!(mdat.data.len() > 0);
+    assert!(!mdat.data.is_empty());
 }
 
 fn compare_packets(input: &std::path::Path, output: &std::path::Path, name: &str) {

@@ -71,6 +71,11 @@ impl BoxFramer {
         Some(FourCC::from(kind))
     }
 
+    /// The first `n` buffered bytes (fewer if fewer arrived), for error messages.
+    pub fn prefix(&self, n: usize) -> &[u8] {
+        &self.buf[..n.min(self.buf.len())]
+    }
+
     /// The next box's header, once it has fully arrived.
     pub fn peek_header(&self) -> Result<Option<BoxHeader>, IngestError> {
         if self.skipping > 0 {

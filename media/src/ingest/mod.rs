@@ -295,7 +295,7 @@ impl CmafIngest {
                 kind: describe_kind(kind),
             }),
             Phase::Start => Err(IngestError::NotMp4 {
-                found: describe_kind(kind),
+                found: describe_start(self.framer.prefix(8), kind),
             }),
             // mfra, sidx, styp, free, udta, meta, uuid...: nothing we need.
             Phase::AwaitMoov | Phase::Fragments => Ok(false),
@@ -455,6 +455,19 @@ fn decode<T: Atom>(bytes: &[u8]) -> Result<T, IngestError> {
         kind: describe_kind(T::KIND),
         source,
     })
+}
+
+/// What a stream that is not MP4 starts with: text is quoted, anything else is shown as
+/// the would-be box type.
+fn describe_start(prefix: &[u8], kind: FourCC) -> String {
+    let text = prefix
+        .iter()
+        .all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace());
+    if text {
+        format!("text starting {:?}", String::from_utf8_lossy(prefix))
+    } else {
+        format!("box type {}", describe_kind(kind))
+    }
 }
 
 fn concat(a: &[u8], b: &[u8]) -> Bytes {
