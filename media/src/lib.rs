@@ -1,11 +1,30 @@
 //! Stagecast's media mapping (MSF + CMSF): the MSF catalog, CMAF ingest that turns a
 //! fragmented-MP4 byte stream into per-track MoQ objects, and the egress muxer that turns
 //! received objects back into one playable fragmented MP4.
+//!
+//! Everything here is pure (sans-IO): bytes in, bytes and events out, no sockets, files,
+//! clocks or async runtime. The publisher reads ffmpeg's output (or a file, looped) and
+//! pushes it into [`ingest::CmafIngest`]; it publishes the resulting
+//! [`catalog::Catalog`] on the `catalog` track and each [`ingest::MediaObject`] on its
+//! track, opening a new MoQ group when `starts_group` is set. A subscriber parses the
+//! catalog and feeds received objects to [`egress::FragmentedMp4Writer`] to get one
+//! playable file (or hands the per-track init data and objects to MSE/WebCodecs).
+//!
+//! ```text
+//!  ffmpeg / file ─bytes─▶ CmafIngest ─▶ Catalog ──────────────▶ "catalog" track (JSON)
+//!                                    └▶ MediaObject per track ─▶ "video", "audio" tracks
+//!                                       per CMAF chunk           (group per GOP)
+//!
+//!  received objects ─▶ FragmentedMp4Writer(catalog) ─▶ init segment + fragments ─▶ .mp4
+//! ```
+//!
+//! Mapping (CMSF): one MoQ object = one CMAF chunk (`moof` + `mdat`) of one track; one
+//! MoQ group = one GOP, starting at a keyframe; each track's CMAF header travels base64
+//! in the catalog's `initData`.
 
 pub mod catalog;
+pub mod egress;
 pub mod ingest;
 
-pub mod egress;
-mod fragment;
-
 mod boxes;
+mod fragment;

@@ -24,8 +24,12 @@ fn check_layout(name: &str, zerolatency: bool, mux: &[&str], expect: Expect) {
     args.extend_from_slice(&["-f", "mp4"]);
     args.extend_from_slice(mux);
     let input = make_clip(&dir, "in.mp4", 3, &args);
+    check_input(name, &dir, &input, expect);
+}
 
-    let result = ingest(&input, 1000, 1);
+/// Checks ingest + egress of `input`, a 3 s clip also saved as `dir/in.mp4`.
+fn check_input(name: &str, dir: &TempDir, input: &[u8], expect: Expect) {
+    let result = ingest(input, 1000, 1);
     let catalog = &result.catalog;
 
     // Catalog.
@@ -268,6 +272,61 @@ fn layout_e_absolute_base_data_offset_with_bframes() {
         "e2",
         false,
         &["-movflags", "empty_moov+frag_keyframe"],
+        Expect {
+            multi_traf: true,
+            per_frame: false,
+            contiguous: true,
+        },
+    );
+}
+
+#[test]
+fn layout_global_sidx() {
+    check_layout(
+        "sidx",
+        true,
+        &[
+            "-movflags",
+            "cmaf+empty_moov+frag_keyframe+default_base_moof+global_sidx",
+        ],
+        Expect {
+            multi_traf: true,
+            per_frame: false,
+            contiguous: true,
+        },
+    );
+}
+
+/// ffmpeg's HLS muxer with fMP4 segments: init.mp4 + segments that start with styp and
+/// sidx boxes, concatenated as a publisher reading them in order would.
+#[test]
+fn layout_hls_segments_with_styp_and_sidx() {
+    let dir = TempDir::new("hls");
+    let mut args = h264_aac(true);
+    let playlist = dir.path("p.m3u8");
+    args.extend_from_slice(&[
+        "-f",
+        "hls",
+        "-hls_segment_type",
+        "fmp4",
+        "-hls_time",
+        "1",
+        "-hls_playlist_type",
+        "vod",
+    ]);
+    make_clip(&dir, "p.m3u8", 3, &args);
+    let mut input = std::fs::read(dir.path("init.mp4")).expect("init.mp4");
+    let mut segment = 0;
+    while let Ok(bytes) = std::fs::read(dir.path(&format!("p{segment}.m4s"))) {
+        input.extend_from_slice(&bytes);
+        segment += 1;
+    }
+    assert!(segment >= 3, "hls segments in {}", playlist.display());
+    std::fs::write(dir.path("in.mp4"), &input).expect("write");
+    check_input(
+        "hls",
+        &dir,
+        &input,
         Expect {
             multi_traf: true,
             per_frame: false,

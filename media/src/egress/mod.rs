@@ -34,12 +34,13 @@ pub struct FragmentedMp4Writer {
 }
 
 impl FragmentedMp4Writer {
-    /// A writer for every CMAF track of `catalog` that carries init data.
+    /// A writer for every CMAF track of `catalog` that carries (inline) init data, in
+    /// catalog order.
     pub fn new(catalog: &Catalog) -> Result<Self, EgressError> {
         let names: Vec<&str> = catalog
             .tracks
             .iter()
-            .filter(|t| t.is_cmaf() && (t.init_data.is_some() || t.init_ref.is_some()))
+            .filter(|t| t.is_cmaf() && t.init_data.is_some())
             .map(|t| t.name.as_str())
             .collect();
         Self::for_tracks(catalog, &names)

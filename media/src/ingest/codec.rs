@@ -1,7 +1,7 @@
 //! Derives what the catalog says about a track's codec (RFC 6381 codec string, picture
 //! size, sample rate, channels) from its `stsd` sample entry.
 
-use mp4_atom::{Avcc, Codec, Hvcc};
+use mp4_atom::{Ac3, Atom, Av01, Avcc, Codec, Eac3, Flac, Hvcc, Jpeg, Mp3, Tx3g, Uncv, Vp08, Vp09};
 
 use super::IngestError;
 
@@ -156,18 +156,30 @@ fn hevc_string(prefix: &str, hvcc: &Hvcc) -> String {
 
 /// The sample entry's four-character code, for an "unsupported codec" message.
 fn codec_name(codec: &Codec) -> String {
-    match codec {
-        Codec::Unknown(kind, _) => kind.to_string(),
+    let kind = match codec {
+        Codec::Unknown(kind, _) => *kind,
+        Codec::Vp08(_) => Vp08::KIND,
+        Codec::Vp09(_) => Vp09::KIND,
+        Codec::Av01(_) => Av01::KIND,
+        Codec::Mp3(_) => Mp3::KIND,
+        Codec::Flac(_) => Flac::KIND,
+        Codec::Ac3(_) => Ac3::KIND,
+        Codec::Eac3(_) => Eac3::KIND,
+        Codec::Jpeg(_) => Jpeg::KIND,
+        Codec::Tx3g(_) => Tx3g::KIND,
+        Codec::Uncv(_) => Uncv::KIND,
         other => {
-            // Codec has no kind() accessor; its Debug form starts with the variant name.
+            // Rarer entries (PCM variants, timed metadata...): the enum has no kind
+            // accessor, but its Debug form starts with the variant name.
             let debug = format!("{other:?}");
-            debug
+            return debug
                 .split(['(', ' ', '{'])
                 .next()
                 .unwrap_or("unknown")
-                .to_lowercase()
+                .to_lowercase();
         }
-    }
+    };
+    kind.to_string()
 }
 
 #[cfg(test)]

@@ -7,10 +7,11 @@
 //! a file "as if live", call [`CmafIngest::begin_loop`] before feeding the file again.
 //!
 //! ```text
-//! bytes ──▶ framing (whole top-level boxes) ──▶ ftyp/moov ──▶ movie (tracks, per-track
-//!                                            │                init segments) ──▶ Catalog
-//!                                            └─▶ moof+mdat ──▶ split (per traf) ──▶
-//!                 timeline (loop shift) ──▶ grouping (group starts) ──▶ MediaObject
+//! bytes ─▶ framing ─▶ ftyp + moov ─▶ movie: tracks, names, codecs,
+//!          (whole      │              per-track init segments ──────────▶ Catalog
+//!          top-level   └▶ moof + mdat ─▶ split: one chunk per traf ─▶ objects:
+//!          boxes)           timeline (loop shift) + grouping (group starts)
+//!                           + payload (verbatim or rewritten) ──────────▶ MediaObject
 //! ```
 //!
 //! A `moof` holding exactly one `traf` with moof-relative data offsets is passed through
@@ -30,6 +31,7 @@ mod event;
 mod framing;
 mod grouping;
 mod movie;
+mod objects;
 mod split;
 mod timeline;
 
@@ -38,16 +40,14 @@ pub use event::{IngestEvent, MediaObject};
 pub use framing::MAX_TOP_LEVEL_BOX;
 pub use grouping::AUDIO_ONLY_GROUP_SECS;
 
-use bytes::{Bytes, BytesMut};
-use mp4_atom::{Atom, Decode, FourCC, Ftyp, Mdat, Moof, Moov, Tfdt};
+use bytes::Bytes;
+use mp4_atom::{Atom, Decode, FourCC, Ftyp, Mdat, Moof, Moov};
 
-use crate::fragment::{describe_kind, encode_single_track_chunk, is_sync_sample};
-use codec::MediaKind;
+use crate::fragment::describe_kind;
 use framing::{BoxFramer, TopBox};
-use grouping::GroupPlanner;
 use movie::Movie;
-use split::{Fragment, TrackChunk};
-use timeline::LoopTimeline;
+use objects::Tracks;
+use split::Fragment;
 
 /// Where we are in the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,14 +58,6 @@ enum Phase {
     AwaitMoov,
     /// `moov` seen: fragments follow.
     Fragments,
-}
-
-/// The tracks of the input, known once the first `moov` has been read.
-#[derive(Debug)]
-struct Tracks {
-    movie: Movie,
-    timeline: LoopTimeline,
-    groups: GroupPlanner,
 }
 
 /// Push-based fragmented-MP4 (CMAF) parser producing the MSF catalog and per-track MoQ
@@ -161,7 +153,7 @@ impl CmafIngest {
             );
         }
         if !self.catalog_sent {
-            self.emit_catalog(&[], &mut events);
+            self.emit_catalog(&mut events);
         }
         Ok(events)
     }
@@ -183,7 +175,7 @@ impl CmafIngest {
         self.pass_start = self.framer.position();
         match &mut self.tracks {
             Some(tracks) => {
-                tracks.timeline.begin_pass();
+                tracks.begin_pass();
                 self.repeating = true;
                 self.phase = Phase::Start;
             }
@@ -364,12 +356,7 @@ impl CmafIngest {
             Some(bytes) => Some(decode::<Ftyp>(bytes)?),
             None => None,
         };
-        let movie = Movie::new(ftyp.as_ref(), &moov)?;
-        self.tracks = Some(Tracks {
-            timeline: LoopTimeline::new(movie.tracks.iter().map(|t| t.timescale)),
-            groups: GroupPlanner::new(movie.tracks.iter().map(|t| t.kind)),
-            movie,
-        });
+        self.tracks = Some(Tracks::new(Movie::new(ftyp.as_ref(), &moov)?));
         self.first_moov = Some(top.bytes);
         self.phase = Phase::Fragments;
         Ok(())
@@ -385,64 +372,19 @@ impl CmafIngest {
                 kind: describe_kind(Moof::KIND),
             });
         };
-        let mut chunks = split::split(fragment, &tracks.movie)?;
-        // Video first: an audio chunk of the same fragment then sees the video group
-        // that starts in it.
-        chunks.sort_by_key(|c| tracks.movie.tracks[c.track].kind != MediaKind::Video);
-
+        let chunks = tracks.split(fragment)?;
         if !self.catalog_sent {
-            let framerates: Vec<Option<f64>> = (0..tracks.movie.tracks.len())
-                .map(|track| measured_framerate(&tracks.movie, &chunks, track))
-                .collect();
-            self.emit_catalog(&framerates, events);
+            events.push(IngestEvent::Catalog(tracks.catalog(&chunks)));
+            self.catalog_sent = true;
         }
-        let Some(tracks) = &mut self.tracks else {
-            return Ok(());
-        };
-
-        let sequence = tracks.timeline.sequence(fragment.moof.mfhd.sequence_number);
-        let pass_through = fragment.moof.traf.len() == 1 && !tracks.timeline.rewriting();
-        for chunk in chunks {
-            let track = &tracks.movie.tracks[chunk.track];
-            let decode_time = tracks.timeline.place(
-                chunk.track,
-                track.track_id,
-                chunk.decode_time,
-                chunk.duration,
-            )?;
-            let keyframe = is_sync_sample(chunk.first_sample_flags);
-            let starts_group = tracks.groups.starts_group(
-                chunk.track,
-                decode_time,
-                chunk.duration,
-                track.timescale,
-                keyframe,
-            );
-            let verbatim = pass_through
-                && chunk.traf.tfhd.base_data_offset.is_none()
-                && chunk.decode_time.is_some();
-            let payload = if verbatim {
-                concat(&fragment.moof_bytes, &fragment.mdat_bytes)
-            } else {
-                rewrite(fragment, &chunk, sequence, decode_time)?
-            };
-            events.push(IngestEvent::Object(MediaObject {
-                track: track.entry.name.clone(),
-                starts_group,
-                keyframe,
-                payload,
-                decode_time,
-                timescale: track.timescale,
-                duration: chunk.duration,
-                sample_count: chunk.sample_count,
-            }));
-        }
+        let objects = tracks.objects(fragment, chunks)?;
+        events.extend(objects.into_iter().map(IngestEvent::Object));
         Ok(())
     }
 
-    fn emit_catalog(&mut self, framerates: &[Option<f64>], events: &mut Vec<IngestEvent>) {
+    fn emit_catalog(&mut self, events: &mut Vec<IngestEvent>) {
         if let Some(tracks) = &self.tracks {
-            events.push(IngestEvent::Catalog(tracks.movie.catalog(framerates)));
+            events.push(IngestEvent::Catalog(tracks.catalog(&[])));
             self.catalog_sent = true;
         }
     }
@@ -468,70 +410,4 @@ fn describe_start(prefix: &[u8], kind: FourCC) -> String {
     } else {
         format!("box type {}", describe_kind(kind))
     }
-}
-
-fn concat(a: &[u8], b: &[u8]) -> Bytes {
-    let mut out = BytesMut::with_capacity(a.len() + b.len());
-    out.extend_from_slice(a);
-    out.extend_from_slice(b);
-    out.freeze()
-}
-
-/// One self-contained moof + mdat for `chunk`, at the given sequence number and decode
-/// time, with the sample bytes copied as they are.
-fn rewrite(
-    fragment: &Fragment,
-    chunk: &TrackChunk,
-    sequence: u32,
-    decode_time: u64,
-) -> Result<Bytes, IngestError> {
-    let mut traf = chunk.traf.clone();
-    traf.tfdt = Some(Tfdt {
-        base_media_decode_time: decode_time,
-    });
-    let runs: Vec<&[u8]> = chunk
-        .runs
-        .iter()
-        .map(|range| &fragment.mdat_bytes[range.clone()])
-        .collect();
-    encode_single_track_chunk(sequence, traf, &runs)
-        .map(Bytes::from)
-        .map_err(IngestError::Encode)
-}
-
-/// Frames per second of a video track, from the most common sample duration of its chunk
-/// in the first fragment (ffmpeg sometimes gives the very first sample an odd duration).
-fn measured_framerate(movie: &Movie, chunks: &[TrackChunk], track: usize) -> Option<f64> {
-    /// Enough samples for a reliable answer without walking a huge run.
-    const MAX_SAMPLES: usize = 1000;
-    let info = &movie.tracks[track];
-    if info.kind != MediaKind::Video {
-        return None;
-    }
-    let chunk = chunks.iter().find(|c| c.track == track)?;
-    let default = chunk
-        .traf
-        .tfhd
-        .default_sample_duration
-        .unwrap_or(info.trex.default_sample_duration);
-    let mut counts: Vec<(u32, usize)> = Vec::new();
-    let durations = chunk
-        .traf
-        .trun
-        .iter()
-        .flat_map(|trun| trun.samples.iter())
-        .take(MAX_SAMPLES)
-        .map(|sample| sample.duration.unwrap_or(default));
-    for duration in durations {
-        match counts.iter_mut().find(|(d, _)| *d == duration) {
-            Some((_, n)) => *n += 1,
-            None => counts.push((duration, 1)),
-        }
-    }
-    let (duration, _) = counts.into_iter().max_by_key(|(_, n)| *n)?;
-    if duration == 0 {
-        return None;
-    }
-    let fps = f64::from(info.timescale) / f64::from(duration);
-    Some((fps * 1000.0).round() / 1000.0)
 }
