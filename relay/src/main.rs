@@ -64,6 +64,13 @@ async fn main() -> anyhow::Result<()> {
         fingerprint = %identity.fingerprint,
         "stagecast-relay listening"
     );
+    let quic_port = endpoint.local_addr()?.port();
+    let http_port = http.local_addr()?.port();
+    eprintln!("Stagecast relay ready");
+    eprintln!("  MoQ (QUIC):         moqt://localhost:{quic_port}");
+    eprintln!("  MoQ (WebTransport): https://localhost:{quic_port}");
+    eprintln!("  HTTP:               http://localhost:{http_port}");
+    eprintln!("  certificate SHA-256 {}", identity.fingerprint);
     let fingerprint = identity.fingerprint.clone();
     let routes = stagecast_relay::http::routes(relay.clone()).route(
         "/certificate.sha256",

@@ -96,6 +96,9 @@ impl Relay {
                 return;
             }
         };
+        // Follow before counting the subscription as served, so whoever waits on the count
+        // knows every group from now on reaches this subscriber.
+        let follower = cache.follow();
         let _serving = GaugeGuard::new(&self.0.metrics.subscriptions);
         let (writer, reader) = Track::new(namespace, name).produce();
         let serve = subscribed.serve(reader);
@@ -106,7 +109,7 @@ impl Relay {
                     tracing::debug!(%err, "subscription ended");
                 }
             }
-            () = deliver(cache, writer) => {
+            () = deliver(follower, writer) => {
                 // The track ended; let the session flush what it holds and say so.
                 let _ = serve.await;
             }

@@ -16,7 +16,7 @@ use moq_transport::serve::{
     ServeError, Subgroup, SubgroupReader, SubgroupWriter, TrackReader, TrackReaderMode, TrackWriter,
 };
 
-use crate::cache::{FollowStep, GroupInfo, TrackCache, TrackEnd};
+use crate::cache::{FollowStep, GroupInfo, TrackCache, TrackEnd, TrackFollower};
 
 /// Largest object the relay accepts from a source; a bigger one ends its group as malformed.
 pub const MAX_OBJECT_BYTES: usize = 16 * 1024 * 1024;
@@ -107,10 +107,9 @@ async fn fill_group(mut subgroup: SubgroupReader, cache: TrackCache, seq: u64) {
     }
 }
 
-/// Writes what `cache` holds and receives, from the newest group on, into `writer` (one
-/// downstream subscriber's track), until the track ends or the subscriber goes away.
-pub async fn deliver(cache: TrackCache, writer: TrackWriter) {
-    let mut follower = cache.follow();
+/// Writes what `follower` reads (from the newest group on) into `writer` (one downstream
+/// subscriber's track), until the track ends or the subscriber goes away.
+pub async fn deliver(mut follower: TrackFollower, writer: TrackWriter) {
     let mut subgroups = match writer.subgroups() {
         Ok(subgroups) => subgroups,
         Err(_) => return,

@@ -1,0 +1,211 @@
+//! Maps CMAF ingest output onto a MoQ broadcast published in this process (MSF/CMSF):
+//! a `catalog` track whose every group holds the whole catalog JSON as object 0, and one
+//! track per media track whose groups start where the ingest says (a GOP per group for
+//! video), one object per CMAF chunk.
+//!
+//! Group ids start at the wall-clock time in milliseconds and increase by one (MSF
+//! "Group numbering"), so a publisher that restarts continues above its previous groups.
+
+use std::collections::HashMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use moq_transport::coding::TrackNamespace;
+use stagecast_media::catalog::{Catalog, CATALOG_TRACK};
+use stagecast_media::ingest::{IngestEvent, MediaObject};
+use stagecast_relay::cache::{CacheLimits, GroupInfo, TrackCache, TrackEnd};
+use stagecast_relay::local::LocalBroadcast;
+
+/// Publisher priorities (lower is sent first): the catalog, then audio, then video, so a
+/// congested link keeps sound and the ability to start playing.
+const CATALOG_PRIORITY: u8 = 0;
+const AUDIO_PRIORITY: u8 = 1;
+const VIDEO_PRIORITY: u8 = 2;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BroadcastError {
+    #[error("media object for track {0:?}, which the catalog does not list")]
+    UnknownTrack(String),
+    #[error("the first object of track {0:?} does not start a group")]
+    NoGroupStart(String),
+    #[error("cache refused the object: {0}")]
+    Cache(#[from] stagecast_relay::cache::CacheError),
+}
+
+struct TrackState {
+    cache: TrackCache,
+    priority: u8,
+    next_group_id: u64,
+    open: Option<OpenGroup>,
+}
+
+struct OpenGroup {
+    seq: u64,
+    next_object_id: u64,
+}
+
+impl TrackState {
+    fn new(cache: TrackCache, priority: u8, first_group_id: u64) -> Self {
+        Self {
+            cache,
+            priority,
+            next_group_id: first_group_id,
+            open: None,
+        }
+    }
+
+    fn start_group(&mut self) -> Result<(), BroadcastError> {
+        if let Some(open) = self.open.take() {
+            self.cache.end_group(open.seq);
+        }
+        let seq = self.cache.begin_group(GroupInfo {
+            group_id: self.next_group_id,
+            subgroup_id: 0,
+            priority: self.priority,
+        })?;
+        self.next_group_id += 1;
+        self.open = Some(OpenGroup {
+            seq,
+            next_object_id: 0,
+        });
+        Ok(())
+    }
+
+    fn push(&mut self, payload: Bytes) -> Result<(), BroadcastError> {
+        let open = self.open.as_mut().ok_or(BroadcastError::Cache(
+            stagecast_relay::cache::CacheError::Ended,
+        ))?;
+        self.cache
+            .push_object(open.seq, open.next_object_id, payload)?;
+        open.next_object_id += 1;
+        Ok(())
+    }
+
+    fn finish(&mut self) {
+        if let Some(open) = self.open.take() {
+            self.cache.end_group(open.seq);
+        }
+        self.cache.end(TrackEnd::Finished);
+    }
+}
+
+/// A CMAF broadcast being published into a [`LocalBroadcast`].
+pub struct CmafBroadcast {
+    broadcast: LocalBroadcast,
+    limits: CacheLimits,
+    first_group_id: u64,
+    catalog: Option<TrackState>,
+    tracks: HashMap<String, TrackState>,
+    /// The catalog published last, so an identical one (a looped file) is not re-sent.
+    current_catalog: Option<Bytes>,
+    pub stats: BroadcastStats,
+}
+
+/// Running totals, for progress displays.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BroadcastStats {
+    pub objects: u64,
+    pub groups: u64,
+    pub bytes: u64,
+    /// Media time of the newest object, in seconds.
+    pub media_time: f64,
+}
+
+impl CmafBroadcast {
+    pub fn new(namespace: TrackNamespace, limits: CacheLimits) -> Self {
+        let first_group_id = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let broadcast = LocalBroadcast::new(namespace);
+        // The catalog track exists from the start, so a subscriber that arrives before the
+        // publisher's first bytes waits for the catalog instead of being told "not found".
+        let catalog_cache = broadcast.create_track(CATALOG_TRACK, limits);
+        Self {
+            broadcast,
+            limits,
+            first_group_id,
+            catalog: Some(TrackState::new(
+                catalog_cache,
+                CATALOG_PRIORITY,
+                first_group_id,
+            )),
+            tracks: HashMap::new(),
+            current_catalog: None,
+            stats: BroadcastStats::default(),
+        }
+    }
+
+    /// The broadcast, to register with a relay's router.
+    pub fn broadcast(&self) -> &LocalBroadcast {
+        &self.broadcast
+    }
+
+    pub fn apply(&mut self, event: IngestEvent) -> Result<(), BroadcastError> {
+        match event {
+            IngestEvent::Catalog(catalog) => self.publish_catalog(&catalog),
+            IngestEvent::Object(object) => self.publish_object(object),
+        }
+    }
+
+    fn publish_catalog(&mut self, catalog: &Catalog) -> Result<(), BroadcastError> {
+        let json = Bytes::from(catalog.to_json());
+        if self.current_catalog.as_ref() == Some(&json) {
+            return Ok(());
+        }
+        for track in &catalog.tracks {
+            if self.tracks.contains_key(&track.name) {
+                continue;
+            }
+            let priority = if track.is_video() {
+                VIDEO_PRIORITY
+            } else {
+                AUDIO_PRIORITY
+            };
+            let cache = self.broadcast.create_track(&track.name, self.limits);
+            self.tracks.insert(
+                track.name.clone(),
+                TrackState::new(cache, priority, self.first_group_id),
+            );
+        }
+        let catalog_track = self.catalog.get_or_insert_with(|| {
+            let cache = self.broadcast.create_track(CATALOG_TRACK, self.limits);
+            TrackState::new(cache, CATALOG_PRIORITY, self.first_group_id)
+        });
+        catalog_track.start_group()?;
+        catalog_track.push(json.clone())?;
+        // Ended at once: the catalog group is whole, and stays cached as the newest.
+        if let Some(open) = catalog_track.open.take() {
+            catalog_track.cache.end_group(open.seq);
+        }
+        self.current_catalog = Some(json);
+        Ok(())
+    }
+
+    fn publish_object(&mut self, object: MediaObject) -> Result<(), BroadcastError> {
+        let track = self
+            .tracks
+            .get_mut(&object.track)
+            .ok_or_else(|| BroadcastError::UnknownTrack(object.track.clone()))?;
+        if object.starts_group {
+            track.start_group()?;
+            self.stats.groups += 1;
+        } else if track.open.is_none() {
+            return Err(BroadcastError::NoGroupStart(object.track));
+        }
+        self.stats.objects += 1;
+        self.stats.bytes += object.payload.len() as u64;
+        self.stats.media_time = self.stats.media_time.max(object.media_time_secs());
+        track.push(object.payload)
+    }
+
+    /// Ends every track cleanly: subscribers receive the last groups whole, then the end.
+    pub fn finish(&mut self) {
+        for track in self.tracks.values_mut() {
+            track.finish();
+        }
+        if let Some(catalog) = &mut self.catalog {
+            catalog.finish();
+        }
+    }
+}

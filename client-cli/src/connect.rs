@@ -1,0 +1,42 @@
+//! Connection options shared by the commands: which server, and how to trust its
+//! certificate.
+
+use anyhow::Context;
+use clap::Args;
+use moq_transport::session::{Publisher, Session, Subscriber};
+use stagecast_proto::endpoint::ClientEndpoint;
+use stagecast_proto::trust::{trust_for, ClientTrust};
+use url::Url;
+
+#[derive(Args, Debug, Clone)]
+pub struct ConnectArgs {
+    /// Trust the server's certificate by its SHA-256 fingerprint (hex, as the server prints
+    /// it) instead of the system's roots.
+    #[arg(long, env = "STAGECAST_FINGERPRINT", global = true)]
+    pub fingerprint: Option<String>,
+    /// Where a loopback server publishes its fingerprint
+    /// (default http://HOST:8080/certificate.sha256).
+    #[arg(long, env = "STAGECAST_CERT_URL", global = true)]
+    pub cert_url: Option<Url>,
+}
+
+impl ConnectArgs {
+    pub async fn trust(&self, url: &Url) -> anyhow::Result<ClientTrust> {
+        trust_for(url, self.fingerprint.as_deref(), self.cert_url.as_ref())
+            .await
+            .context("cannot decide how to trust the server's certificate")
+    }
+}
+
+/// Connects and completes the MoQ SETUP.
+pub async fn connect_session(
+    url: &Url,
+    trust: &ClientTrust,
+) -> anyhow::Result<(ClientEndpoint, Session, Publisher, Subscriber)> {
+    let client = ClientEndpoint::new()?;
+    let (session, transport) = client.connect(url, trust).await?;
+    let (session, publisher, subscriber) = Session::connect(session.into(), None, transport)
+        .await
+        .with_context(|| format!("MoQ setup with {url} failed"))?;
+    Ok((client, session, publisher, subscriber))
+}

@@ -1,0 +1,12 @@
+//! The `stagecast` command line: publish CMAF from ffmpeg or a file, subscribe to a
+//! broadcast into a playable MP4.
+//!
+//! The CMAF publisher ([`broadcast::CmafBroadcast`]) is also what the origin uses for its
+//! looped demo channel, so both publish media the same way.
+
+pub mod broadcast;
+pub mod connect;
+pub mod pacing;
+pub mod progress;
+pub mod publish;
+pub mod subscribe;

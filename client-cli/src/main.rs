@@ -1,0 +1,34 @@
+//! `stagecast`: the Stagecast command line.
+
+use clap::{Parser, Subcommand};
+use stagecast_cli::{publish, subscribe};
+
+/// Stagecast: interactive live streaming over Media over QUIC.
+#[derive(Parser, Debug)]
+#[command(name = "stagecast", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Publish fragmented MP4 (CMAF) from stdin or a file as a broadcast.
+    Publish(publish::PublishArgs),
+    /// Receive a broadcast as a playable fragmented MP4 on stdout or a file.
+    Subscribe(subscribe::SubscribeArgs),
+}
+
+#[tokio::main]
+async fn main() {
+    stagecast_proto::logging::init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Publish(args) => publish::run(args).await,
+        Command::Subscribe(args) => subscribe::run(args).await,
+    };
+    if let Err(err) = result {
+        eprintln!("stagecast: {err:#}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,228 @@
+//! `stagecast subscribe`: receives a broadcast and writes it as one playable fragmented
+//! MP4 (init segment, then fragments) to stdout or a file.
+//!
+//! The catalog comes first (MSF): it names the media tracks and carries their init
+//! segments. Each media track is then read group by group, starting at the newest group
+//! the relay holds (for video a keyframe), and its fragments are written as they arrive.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use bytes::Bytes;
+use clap::Args;
+use moq_transport::coding::TrackNamespace;
+use moq_transport::message::RequestErrorCode;
+use moq_transport::serve::{ServeError, Track, TrackReader, TrackReaderMode};
+use moq_transport::session::{Subscribe, Subscriber};
+use stagecast_media::catalog::{Catalog, CATALOG_TRACK};
+use stagecast_media::egress::FragmentedMp4Writer;
+use stagecast_proto::path::namespace_from_path;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
+use url::Url;
+
+use crate::connect::{connect_session, ConnectArgs};
+
+/// Fragments waiting to be written; the readers wait when the output is slower.
+const OUTPUT_QUEUE: usize = 64;
+/// How long to wait for the catalog once subscribed.
+const CATALOG_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Args, Debug)]
+pub struct SubscribeArgs {
+    /// Server or relay URL: moqt://HOST:PORT (raw QUIC) or https://HOST:PORT (WebTransport).
+    pub url: Url,
+    /// Broadcast path, for example live/alice.
+    pub broadcast: String,
+    /// Write to this file instead of stdout.
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    /// Stop after this many seconds of receiving media.
+    #[arg(long)]
+    pub duration: Option<f64>,
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+}
+
+pub async fn run(args: SubscribeArgs) -> anyhow::Result<()> {
+    let namespace = namespace_from_path(&args.broadcast)?;
+    let trust = args.connect.trust(&args.url).await?;
+    let (_client, session, _publisher, subscriber) = connect_session(&args.url, &trust).await?;
+    let session_task = tokio::spawn(session.run());
+
+    let output: Box<dyn AsyncWrite + Unpin + Send> = match &args.output {
+        Some(path) => Box::new(
+            tokio::fs::File::create(path)
+                .await
+                .with_context(|| format!("cannot create {}", path.display()))?,
+        ),
+        None => Box::new(tokio::io::stdout()),
+    };
+    let result = receive(&args, namespace, subscriber, output).await;
+    session_task.abort();
+    result
+}
+
+async fn receive(
+    args: &SubscribeArgs,
+    namespace: TrackNamespace,
+    subscriber: Subscriber,
+    mut output: Box<dyn AsyncWrite + Unpin + Send>,
+) -> anyhow::Result<()> {
+    let broadcast = &args.broadcast;
+    let (catalog_sub, catalog_reader) = subscribe(&subscriber, &namespace, CATALOG_TRACK)
+        .await
+        .map_err(|err| refusal(err, broadcast, &args.url))?;
+    let catalog_json = tokio::time::timeout(CATALOG_TIMEOUT, first_object(catalog_reader))
+        .await
+        .map_err(|_| anyhow!("{broadcast} sent no catalog within {CATALOG_TIMEOUT:?}"))??;
+    let catalog =
+        Catalog::from_json(&catalog_json).context("the broadcast's catalog is not valid MSF")?;
+    let mut writer =
+        FragmentedMp4Writer::new(&catalog).context("cannot build an MP4 from the catalog")?;
+    tracing::info!(tracks = catalog.tracks.len(), "catalog received");
+
+    let (tx, mut rx) = mpsc::channel::<(String, Bytes)>(OUTPUT_QUEUE);
+    let mut subscriptions: Vec<Subscribe> = vec![catalog_sub];
+    let mut readers = tokio::task::JoinSet::new();
+    for track in &catalog.tracks {
+        let (sub, reader) = subscribe(&subscriber, &namespace, &track.name)
+            .await
+            .map_err(|err| refusal(err, broadcast, &args.url))?;
+        subscriptions.push(sub);
+        readers.spawn(read_track(track.name.clone(), reader, tx.clone()));
+    }
+    drop(tx);
+
+    write_all(&mut output, &writer.init_segment()).await?;
+    let deadline = args
+        .duration
+        .map(|secs| tokio::time::Instant::now() + Duration::from_secs_f64(secs));
+    let mut fragments = 0u64;
+    loop {
+        let received = match deadline {
+            Some(deadline) => match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(received) => received,
+                Err(_) => break,
+            },
+            None => rx.recv().await,
+        };
+        let Some((track, payload)) = received else {
+            break;
+        };
+        let bytes = writer
+            .fragment(&track, payload)
+            .with_context(|| format!("bad fragment on track {track}"))?;
+        write_all(&mut output, &bytes).await?;
+        fragments += 1;
+    }
+    output.flush().await.ok();
+    // Every track that ended early with an error is worth a message.
+    readers.abort_all();
+    while let Some(done) = readers.join_next().await {
+        if let Ok(Err(err)) = done {
+            tracing::warn!(%err, "track ended with an error");
+        }
+    }
+    drop(subscriptions);
+    if fragments == 0 && deadline.is_none() {
+        bail!("{broadcast} ended before any media arrived");
+    }
+    tracing::info!(fragments, "done");
+    Ok(())
+}
+
+async fn write_all(output: &mut (impl AsyncWrite + Unpin), bytes: &[u8]) -> anyhow::Result<()> {
+    match output.write_all(bytes).await {
+        // A reader that went away (ffplay closed) ends the command quietly.
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        other => other.context("cannot write the output"),
+    }?;
+    output.flush().await.context("cannot write the output")
+}
+
+async fn subscribe(
+    subscriber: &Subscriber,
+    namespace: &TrackNamespace,
+    name: &str,
+) -> Result<(Subscribe, TrackReader), ServeError> {
+    let (writer, reader) = Track::new(namespace.clone(), name.to_string()).produce();
+    let mut subscriber = subscriber.clone();
+    let subscription = subscriber.subscribe_open(writer).await?;
+    Ok((subscription, reader))
+}
+
+/// Turns a refused SUBSCRIBE into a message a person can act on.
+fn refusal(err: ServeError, broadcast: &str, url: &Url) -> anyhow::Error {
+    match err {
+        ServeError::Closed(code) if code == RequestErrorCode::DoesNotExist as u64 => {
+            anyhow!("not found: nobody publishes {broadcast} at {url}")
+        }
+        ServeError::NotFound | ServeError::NotFoundWithId(..) => {
+            anyhow!("not found: nobody publishes {broadcast} at {url}")
+        }
+        ServeError::Closed(code) if code == RequestErrorCode::Unauthorized as u64 => {
+            anyhow!("not authorized to subscribe to {broadcast}")
+        }
+        other => anyhow!("subscribing to {broadcast} failed: {other}"),
+    }
+}
+
+async fn subgroups(reader: TrackReader) -> anyhow::Result<moq_transport::serve::SubgroupsReader> {
+    match reader.mode().await? {
+        TrackReaderMode::Subgroups(subgroups) => Ok(subgroups),
+        _ => bail!("track {} is not sent on subgroup streams", reader.name),
+    }
+}
+
+async fn first_object(reader: TrackReader) -> anyhow::Result<Bytes> {
+    let mut subgroups = subgroups(reader).await?;
+    let mut group = subgroups
+        .next()
+        .await?
+        .ok_or_else(|| anyhow!("the catalog track ended empty"))?;
+    let mut object = group
+        .next()
+        .await?
+        .ok_or_else(|| anyhow!("the catalog group was empty"))?;
+    Ok(object.read_all().await?)
+}
+
+/// Reads a media track group by group and sends each object's payload on. A group joined
+/// after its start (not from object 0) is skipped, so output always starts at a group
+/// start; groups older than one already read are skipped too.
+async fn read_track(
+    name: String,
+    reader: TrackReader,
+    tx: mpsc::Sender<(String, Bytes)>,
+) -> anyhow::Result<()> {
+    let mut subgroups = subgroups(reader).await?;
+    let mut newest: Option<u64> = None;
+    while let Some(mut group) = subgroups.next().await? {
+        if newest.is_some_and(|n| group.group_id <= n) {
+            continue;
+        }
+        newest = Some(group.group_id);
+        let mut expected = 0;
+        loop {
+            // A group the relay had to cut short (its stream reset) ends here; the
+            // track goes on with the next group.
+            let Ok(Some(mut object)) = group.next().await else {
+                break;
+            };
+            if object.object_id != expected {
+                // A gap: the rest of this group cannot be decoded in order.
+                break;
+            }
+            expected += 1;
+            let Ok(payload) = object.read_all().await else {
+                break;
+            };
+            if tx.send((name.clone(), payload)).await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}

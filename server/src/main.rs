@@ -1,0 +1,104 @@
+//! `stagecast-server`: the Stagecast origin. One UDP port serves MoQ Transport draft-18 over
+//! raw QUIC and WebTransport; one TCP port serves HTTP. Out of the box it publishes a demo
+//! channel and uses a development certificate kept in its data directory.
+
+mod demo;
+mod web;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use stagecast_proto::certificate::ServerIdentity;
+use stagecast_proto::endpoint::ServerEndpoint;
+use stagecast_relay::{Relay, RelayConfig};
+
+/// The Stagecast origin server.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// UDP address for MoQ over QUIC (moqt://) and WebTransport (https://).
+    #[arg(long, env = "STAGECAST_BIND", default_value = "[::]:4443")]
+    bind: SocketAddr,
+    /// TCP address for HTTP (/healthz, /metrics, /certificate.sha256, /api/broadcasts).
+    #[arg(long, env = "STAGECAST_HTTP_BIND", default_value = "[::]:8080")]
+    http_bind: SocketAddr,
+    /// Directory for the development certificate and stored state.
+    #[arg(long, env = "STAGECAST_DATA_DIR", default_value = "./stagecast-data")]
+    data_dir: PathBuf,
+    /// PEM certificate chain (with --tls-key); otherwise a development certificate is made.
+    #[arg(long, env = "STAGECAST_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "STAGECAST_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Extra host names for the development certificate (besides localhost, 127.0.0.1, ::1).
+    #[arg(
+        long = "dev-cert-host",
+        env = "STAGECAST_DEV_CERT_HOSTS",
+        value_delimiter = ','
+    )]
+    dev_cert_hosts: Vec<String>,
+    /// Do not publish the demo channel (demo/live).
+    #[arg(long, env = "STAGECAST_NO_DEMO")]
+    no_demo: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    stagecast_proto::logging::init();
+    let args = Args::parse();
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create data directory {}", args.data_dir.display()))?;
+    let identity = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => ServerIdentity::load_pem(cert, key)?,
+        _ => ServerIdentity::load_or_create_dev(&args.data_dir, &args.dev_cert_hosts)?,
+    };
+    let relay = Relay::new(RelayConfig::default());
+    let endpoint = ServerEndpoint::bind(args.bind, &identity)?;
+    let http = tokio::net::TcpListener::bind(args.http_bind)
+        .await
+        .with_context(|| format!("cannot listen for HTTP on {}", args.http_bind))?;
+    let quic_addr = endpoint.local_addr()?;
+    let http_addr = http.local_addr()?;
+    tracing::info!(
+        bind = %quic_addr,
+        http = %http_addr,
+        fingerprint = %identity.fingerprint,
+        "stagecast-server listening"
+    );
+    eprintln!("Stagecast origin ready");
+    eprintln!(
+        "  MoQ (QUIC):         moqt://localhost:{}",
+        quic_addr.port()
+    );
+    eprintln!(
+        "  MoQ (WebTransport): https://localhost:{}",
+        quic_addr.port()
+    );
+    eprintln!(
+        "  HTTP:               http://localhost:{}",
+        http_addr.port()
+    );
+    eprintln!("  certificate SHA-256 {}", identity.fingerprint);
+    if !args.no_demo {
+        eprintln!("  demo channel:       {}", demo::DEMO_BROADCAST);
+        let relay = relay.clone();
+        tokio::spawn(async move {
+            if let Err(err) = demo::run_demo(relay).await {
+                tracing::error!(%err, "demo channel stopped");
+            }
+        });
+    }
+    tokio::spawn(stagecast_relay::http::serve(
+        http,
+        web::routes(relay.clone(), identity.fingerprint.clone()),
+    ));
+    let accept = tokio::spawn(stagecast_relay::accept::serve_endpoint(relay, endpoint));
+    tokio::select! {
+        _ = accept => {},
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
+    }
+    Ok(())
+}

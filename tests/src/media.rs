@@ -1,0 +1,351 @@
+//! Media for tests: clips made by ffmpeg, a live source that holds its media back until
+//! the test opens a gate, the `stagecast` CLI as publisher and subscriber, and per-sample
+//! comparison with ffmpeg's `framemd5`.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use crate::bin;
+
+/// fMP4 layouts ffmpeg produces that publishing must accept.
+#[derive(Clone, Copy, Debug)]
+pub enum Layout {
+    /// `cmaf+empty_moov+frag_keyframe+default_base_moof`: a fragment per GOP.
+    FragKeyframe,
+    /// `cmaf+separate_moof+delay_moov+skip_trailer+frag_every_frame`: a fragment per frame.
+    FragEveryFrame,
+}
+
+impl Layout {
+    pub fn movflags(self) -> &'static str {
+        match self {
+            Layout::FragKeyframe => "cmaf+empty_moov+frag_keyframe+default_base_moof",
+            Layout::FragEveryFrame => "cmaf+separate_moof+delay_moov+skip_trailer+frag_every_frame",
+        }
+    }
+}
+
+fn ffmpeg() -> Command {
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y"]);
+    cmd
+}
+
+fn check(output: Output, what: &str) -> Output {
+    assert!(
+        output.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// Makes a test-pattern clip: `seconds` long, 320x180 at 30 fps, 1 s GOPs, with a tone;
+/// `bframes` keeps x264's B-frames (no `-tune zerolatency`).
+pub fn make_clip(dir: &Path, name: &str, seconds: u32, layout: Layout, bframes: bool) -> PathBuf {
+    let path = dir.join(name);
+    let mut cmd = ffmpeg();
+    cmd.args([
+        "-f",
+        "lavfi",
+        "-i",
+        &format!("testsrc2=size=320x180:rate=30:duration={seconds}"),
+    ]);
+    cmd.args([
+        "-f",
+        "lavfi",
+        "-i",
+        &format!("sine=frequency=440:duration={seconds}"),
+    ]);
+    cmd.args([
+        "-c:v", "libx264", "-preset", "veryfast", "-g", "30", "-pix_fmt", "yuv420p",
+    ]);
+    if !bframes {
+        cmd.args(["-tune", "zerolatency"]);
+    }
+    cmd.args([
+        "-c:a",
+        "aac",
+        "-b:a",
+        "64k",
+        "-f",
+        "mp4",
+        "-movflags",
+        layout.movflags(),
+    ]);
+    cmd.arg(&path);
+    check(cmd.output().expect("ffmpeg is installed"), "making a clip");
+    path
+}
+
+/// Per-stream packet hashes of a media file, keyed by media type (`video`, `audio`).
+pub fn frame_hashes(path: &Path) -> BTreeMap<String, Vec<String>> {
+    let output = check(
+        ffmpeg()
+            .arg("-i")
+            .arg(path)
+            .args(["-map", "0", "-c", "copy", "-f", "framemd5", "-"])
+            .output()
+            .expect("ffmpeg is installed"),
+        &format!("framemd5 of {}", path.display()),
+    );
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut kinds: BTreeMap<String, String> = BTreeMap::new();
+    let mut hashes: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("#media_type ") {
+            if let Some((index, kind)) = rest.split_once(':') {
+                kinds.insert(index.trim().to_string(), kind.trim().to_string());
+            }
+            continue;
+        }
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        if let (Some(index), Some(hash)) = (fields.first(), fields.last()) {
+            let kind = kinds
+                .get(*index)
+                .cloned()
+                .unwrap_or_else(|| index.to_string());
+            hashes.entry(kind).or_default().push(hash.to_string());
+        }
+    }
+    hashes
+}
+
+/// Asserts that two files hold the same packets, byte for byte, per media type.
+pub fn assert_same_samples(input: &Path, output: &Path) {
+    let want = frame_hashes(input);
+    let got = frame_hashes(output);
+    assert!(
+        want.contains_key("video") && want.contains_key("audio"),
+        "input lacks a stream: {want:?}"
+    );
+    for (kind, hashes) in &want {
+        let received = got.get(kind).map(Vec::len).unwrap_or(0);
+        assert_eq!(
+            received,
+            hashes.len(),
+            "{kind} packet count differs ({})",
+            output.display()
+        );
+        assert_eq!(got.get(kind), Some(hashes), "{kind} packets differ");
+    }
+}
+
+/// Whether the first video packet of a file is a keyframe, per ffprobe.
+pub fn first_video_packet_is_key(path: &Path) -> bool {
+    let output = check(
+        Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-select_streams",
+                "v:0",
+                "-show_entries",
+                "packet=flags",
+            ])
+            .args(["-read_intervals", "%+#1", "-of", "csv=p=0"])
+            .arg(path)
+            .output()
+            .expect("ffprobe is installed"),
+        "ffprobe",
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .next()
+        .is_some_and(|flags| flags.starts_with('K'))
+}
+
+/// Decodes a whole file; returns ffmpeg's error output (empty when clean).
+pub fn decode_errors(path: &Path) -> String {
+    let output = ffmpeg()
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("ffmpeg is installed");
+    let mut errors = String::from_utf8_lossy(&output.stderr).to_string();
+    if !output.status.success() {
+        errors.push_str(&format!("\nexit status {}", output.status));
+    }
+    errors
+}
+
+/// Number of decodable video frames in a file.
+pub fn video_frame_count(path: &Path) -> usize {
+    frame_hashes(path).get("video").map(Vec::len).unwrap_or(0)
+}
+
+/// A live source: ffmpeg re-muxes `clip` at real-time speed (`-re`), and its output is
+/// written to `sink` (a publisher's stdin) and captured to a file for comparison. Only the
+/// init segment and the first fragment pass until [`LiveSource::open_gate`] is called, so
+/// a test can set up its subscribers while the first group is still the newest.
+pub struct LiveSource {
+    ffmpeg: Child,
+    gate: Option<mpsc::Sender<()>>,
+    pump: Option<JoinHandle<()>>,
+    pub captured: PathBuf,
+}
+
+impl LiveSource {
+    pub fn start(
+        clip: &Path,
+        layout: Layout,
+        mut sink: ChildStdin,
+        captured: PathBuf,
+    ) -> LiveSource {
+        let mut ffmpeg = ffmpeg()
+            .args(["-re", "-i"])
+            .arg(clip)
+            .args([
+                "-map",
+                "0",
+                "-c",
+                "copy",
+                "-f",
+                "mp4",
+                "-movflags",
+                layout.movflags(),
+                "-",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("ffmpeg is installed");
+        let mut stdout = ffmpeg.stdout.take().expect("ffmpeg stdout");
+        let (gate_tx, gate_rx) = mpsc::channel::<()>();
+        let capture_path = captured.clone();
+        let pump = std::thread::spawn(move || {
+            let mut capture = std::fs::File::create(&capture_path).expect("capture file");
+            let mut pending: Vec<u8> = Vec::new();
+            let mut init_sent = false;
+            let mut gate_open = false;
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = stdout.read(&mut buf).unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                capture.write_all(&buf[..n]).expect("capture");
+                pending.extend_from_slice(&buf[..n]);
+                if !init_sent {
+                    if let Some(end) = first_fragment_end(&pending) {
+                        if sink.write_all(&pending[..end]).is_err() {
+                            return;
+                        }
+                        let _ = sink.flush();
+                        pending.drain(..end);
+                        init_sent = true;
+                    }
+                }
+                if init_sent && !gate_open && gate_rx.try_recv().is_ok() {
+                    gate_open = true;
+                }
+                if gate_open && !pending.is_empty() {
+                    if sink.write_all(&pending).is_err() {
+                        return;
+                    }
+                    let _ = sink.flush();
+                    pending.clear();
+                }
+            }
+            // The clip may be shorter than the set-up: open the gate before the end.
+            if !gate_open && gate_rx.recv().is_ok() {
+                let _ = sink.write_all(&pending);
+            }
+            drop(sink);
+        });
+        LiveSource {
+            ffmpeg,
+            gate: Some(gate_tx),
+            pump: Some(pump),
+            captured,
+        }
+    }
+
+    /// Lets media through.
+    pub fn open_gate(&mut self) {
+        if let Some(gate) = self.gate.take() {
+            let _ = gate.send(());
+        }
+    }
+
+    /// Waits for the source to finish and the publisher's input to close.
+    pub fn finish(mut self) {
+        self.open_gate();
+        let _ = self.ffmpeg.wait();
+        if let Some(pump) = self.pump.take() {
+            let _ = pump.join();
+        }
+    }
+}
+
+/// Where the first fragment (the first `mdat` after `moov`) ends, once it is whole. The
+/// publisher sends its catalog with the first fragment, so that much must pass the gate.
+fn first_fragment_end(data: &[u8]) -> Option<usize> {
+    let mut offset = 0usize;
+    let mut seen_moov = false;
+    while offset + 8 <= data.len() {
+        let size = u32::from_be_bytes(data[offset..offset + 4].try_into().ok()?) as usize;
+        let kind = &data[offset + 4..offset + 8];
+        if size < 8 || offset + size > data.len() {
+            return None;
+        }
+        offset += size;
+        seen_moov |= kind == b"moov";
+        if seen_moov && kind == b"mdat" {
+            return Some(offset);
+        }
+    }
+    None
+}
+
+/// `stagecast publish URL BROADCAST` reading stdin.
+pub fn publisher(dir: &Path, url: &str, broadcast: &str, fingerprint: &str) -> Child {
+    let log =
+        std::fs::File::create(dir.join(format!("publish-{}.log", broadcast.replace('/', "_"))))
+            .expect("log file");
+    Command::new(bin("stagecast"))
+        .args(["publish", url, broadcast, "--fingerprint", fingerprint])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start stagecast publish")
+}
+
+/// `stagecast subscribe URL BROADCAST --output FILE [extra]`.
+pub fn subscriber(
+    dir: &Path,
+    name: &str,
+    url: &str,
+    broadcast: &str,
+    fingerprint: &str,
+    extra: &[&str],
+) -> (Child, PathBuf) {
+    let output = dir.join(format!("{name}.mp4"));
+    let log = std::fs::File::create(dir.join(format!("{name}.log"))).expect("log file");
+    let child = Command::new(bin("stagecast"))
+        .args([
+            "subscribe",
+            url,
+            broadcast,
+            "--fingerprint",
+            fingerprint,
+            "--output",
+        ])
+        .arg(&output)
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start stagecast subscribe");
+    (child, output)
+}

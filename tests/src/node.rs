@@ -1,0 +1,161 @@
+//! Server and relay processes for tests: started on ports they pick (`:0`), found from
+//! what they print, logged to the test's output directory, killed when dropped.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::{bin, http_get};
+
+/// A running `stagecast-server` or `stagecast-relay`.
+pub struct Node {
+    pub name: String,
+    child: Child,
+    pub quic_port: u16,
+    pub http_port: u16,
+    pub fingerprint: String,
+    /// Where the node's log goes.
+    pub log: PathBuf,
+}
+
+impl Node {
+    /// Starts an origin with its data under `dir/<name>`.
+    pub fn origin(dir: &Path, name: &str, extra: &[&str]) -> Node {
+        let data = dir.join(name);
+        let mut args: Vec<String> = vec![
+            "--bind".into(),
+            "[::]:0".into(),
+            "--http-bind".into(),
+            "[::]:0".into(),
+            "--data-dir".into(),
+            data.display().to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Node::start(dir, name, "stagecast-server", &args)
+    }
+
+    /// Starts an origin without the demo channel.
+    pub fn bare_origin(dir: &Path, name: &str) -> Node {
+        Node::origin(dir, name, &["--no-demo"])
+    }
+
+    /// Starts a relay under `upstream`.
+    pub fn relay(dir: &Path, name: &str, upstream: &Node) -> Node {
+        let data = dir.join(name);
+        let args: Vec<String> = vec![
+            "--upstream".into(),
+            upstream.moqt_url(),
+            "--upstream-fingerprint".into(),
+            upstream.fingerprint.clone(),
+            "--bind".into(),
+            "[::]:0".into(),
+            "--http-bind".into(),
+            "[::]:0".into(),
+            "--data-dir".into(),
+            data.display().to_string(),
+        ];
+        let node = Node::start(dir, name, "stagecast-relay", &args);
+        let http = node.http_port;
+        crate::wait_until(
+            &format!("{name} to connect upstream"),
+            Duration::from_secs(20),
+            || metric(http, "stagecast_upstream_connected") == Some(1.0),
+        );
+        node
+    }
+
+    fn start(dir: &Path, name: &str, binary: &str, args: &[String]) -> Node {
+        let log = dir.join(format!("{name}.log"));
+        let mut child = Command::new(bin(binary))
+            .args(args)
+            .env("RUST_LOG", "info,stagecast_relay=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = mpsc::channel::<String>();
+        let log_path = log.clone();
+        // Drains stderr for the node's whole life (a full pipe would stall it) into the log,
+        // and hands over the start-up lines that name its ports.
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut file = std::fs::File::create(&log_path).ok();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(f) = file.as_mut() {
+                    let _ = writeln!(f, "{line}");
+                }
+                let _ = tx.send(line);
+            }
+        });
+        let (mut quic_port, mut http_port, mut fingerprint) = (None, None, None);
+        while quic_port.is_none() || http_port.is_none() || fingerprint.is_none() {
+            let line = rx
+                .recv_timeout(Duration::from_secs(60))
+                .unwrap_or_else(|_| panic!("{binary} did not start; see {}", log.display()));
+            if let Some(rest) = line.split("moqt://localhost:").nth(1) {
+                quic_port = rest.trim().parse().ok();
+            } else if let Some(rest) = line.split("http://localhost:").nth(1) {
+                http_port = rest.trim().parse().ok();
+            } else if let Some(rest) = line.split("certificate SHA-256 ").nth(1) {
+                fingerprint = Some(rest.trim().to_string());
+            }
+        }
+        // Keep draining into the log; the channel's further lines are not needed.
+        std::thread::spawn(move || while rx.recv().is_ok() {});
+        Node {
+            name: name.to_string(),
+            child,
+            quic_port: quic_port.unwrap_or_default(),
+            http_port: http_port.unwrap_or_default(),
+            fingerprint: fingerprint.unwrap_or_default(),
+            log,
+        }
+    }
+
+    pub fn moqt_url(&self) -> String {
+        format!("moqt://localhost:{}", self.quic_port)
+    }
+
+    pub fn https_url(&self) -> String {
+        format!("https://localhost:{}", self.quic_port)
+    }
+
+    /// A metric's current value.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        metric(self.http_port, name)
+    }
+
+    /// Waits until a metric reaches at least `value`.
+    pub fn wait_metric(&self, name: &str, value: f64) {
+        crate::wait_until(
+            &format!("{} {name} >= {value}", self.name),
+            Duration::from_secs(30),
+            || self.metric(name).is_some_and(|v| v >= value),
+        );
+    }
+
+    /// Kills the process at once (SIGKILL).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Reads one metric from a node's `/metrics`.
+pub fn metric(http_port: u16, name: &str) -> Option<f64> {
+    let body = http_get(&format!("http://127.0.0.1:{http_port}/metrics")).ok()?;
+    body.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (key, value) = l.split_once(' ')?;
+        (key == name).then(|| value.trim().parse().ok()).flatten()
+    })
+}
