@@ -28,3 +28,20 @@ pub mod ingest;
 
 mod boxes;
 mod fragment;
+
+#[cfg(test)]
+mod tests {
+    /// The publisher and subscriber move these into async tasks and wrap the errors in
+    /// `anyhow`: they must be `Send` (errors also `Sync + 'static`).
+    #[test]
+    fn public_types_are_thread_safe() {
+        fn send<T: Send>() {}
+        fn error<T: std::error::Error + Send + Sync + 'static>() {}
+        send::<crate::ingest::CmafIngest>();
+        send::<crate::egress::FragmentedMp4Writer>();
+        send::<crate::catalog::Catalog>();
+        error::<crate::ingest::IngestError>();
+        error::<crate::egress::EgressError>();
+        error::<crate::catalog::CatalogError>();
+    }
+}

@@ -65,8 +65,10 @@ enum Phase {
 ///
 /// Inputs: [`push`](Self::push) (bytes), [`begin_loop`](Self::begin_loop) (the same file
 /// starts again), [`finish`](Self::finish) (end of input). Outputs: the returned events.
-/// After an error the ingest stays failed and every later call returns
-/// [`IngestError::AlreadyFailed`].
+///
+/// Errors are reported once: if the failing call had already produced events, those are
+/// returned and the error comes from the next call. After that the ingest stays failed
+/// and every call returns [`IngestError::AlreadyFailed`].
 #[derive(Debug)]
 pub struct CmafIngest {
     framer: BoxFramer,

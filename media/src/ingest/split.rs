@@ -96,7 +96,9 @@ pub(super) fn split(fragment: &Fragment, movie: &Movie) -> Result<Vec<TrackChunk
         let mut first_sample_flags = None;
         for trun in &traf.trun {
             let start = match trun.data_offset {
-                Some(offset) => base + i64::from(offset),
+                Some(offset) => base
+                    .checked_add(i64::from(offset))
+                    .ok_or(IngestError::SampleDataOutOfRange { track_id })?,
                 None => cursor,
             };
             let (bytes, run_duration) = run_totals(&trun.samples, default_size, default_duration)

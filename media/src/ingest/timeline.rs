@@ -92,7 +92,7 @@ impl LoopTimeline {
 
     /// Starts a new pass over the same file.
     pub fn begin_pass(&mut self) {
-        self.passes += 1;
+        self.passes = self.passes.saturating_add(1);
         // The latest end over all tracks, compared exactly as ticks/timescale.
         let latest = self
             .tracks
