@@ -111,3 +111,34 @@ fn loop_three_times_frag_every_frame() {
 fn loop_three_times_absolute_offsets() {
     check_loop("loop-e", "empty_moov+frag_keyframe");
 }
+
+#[test]
+fn finish_between_passes_is_harmless() {
+    let dir = TempDir::new("loop-finish");
+    let mut args = h264_aac(true);
+    args.extend_from_slice(&[
+        "-f",
+        "mp4",
+        "-movflags",
+        "cmaf+empty_moov+frag_keyframe+default_base_moof",
+    ]);
+    let input = make_clip(&dir, "in.mp4", 2, &args);
+    let expected = ingest(&input, 1000, 2);
+
+    let mut ingest = stagecast_media::ingest::CmafIngest::new();
+    let mut catalog = None;
+    let mut objects = Vec::new();
+    for pass in 0..2 {
+        if pass > 0 {
+            ingest.begin_loop();
+        }
+        collect(
+            ingest.push(&input).expect("push"),
+            &mut catalog,
+            &mut objects,
+        );
+        collect(ingest.finish().expect("finish"), &mut catalog, &mut objects);
+    }
+    assert_eq!(catalog.as_ref(), Some(&expected.catalog));
+    assert_eq!(objects, expected.objects);
+}

@@ -135,6 +135,10 @@ impl CmafIngest {
 
     /// Ends the input: reports a truncated stream, and emits the catalog if no fragment
     /// ever arrived.
+    ///
+    /// When looping a file, it may also be called at the end of each pass (to check that
+    /// the pass was complete) before [`begin_loop`](Self::begin_loop); the ingest stays
+    /// usable.
     pub fn finish(&mut self) -> Result<Vec<IngestEvent>, IngestError> {
         self.check_usable()?;
         let mut events = Vec::new();
