@@ -6,6 +6,7 @@ use clap::Args;
 use moq_transport::session::{Publisher, Session, Subscriber};
 use stagecast_proto::endpoint::ClientEndpoint;
 use stagecast_proto::trust::{trust_for, ClientTrust};
+use stagecast_proto::web_transport_quinn;
 use url::Url;
 
 #[derive(Args, Debug, Clone)]
@@ -28,15 +29,29 @@ impl ConnectArgs {
     }
 }
 
+/// A connected MoQ session and the handles to use it.
+pub struct Connection {
+    pub client: ClientEndpoint,
+    /// The transport session, kept to close it with a reason when done.
+    pub transport: web_transport_quinn::Session,
+    pub session: Session,
+    pub publisher: Publisher,
+    pub subscriber: Subscriber,
+}
+
 /// Connects and completes the MoQ SETUP.
-pub async fn connect_session(
-    url: &Url,
-    trust: &ClientTrust,
-) -> anyhow::Result<(ClientEndpoint, Session, Publisher, Subscriber)> {
+pub async fn connect_session(url: &Url, trust: &ClientTrust) -> anyhow::Result<Connection> {
     let client = ClientEndpoint::new()?;
-    let (session, transport) = client.connect(url, trust).await?;
-    let (session, publisher, subscriber) = Session::connect(session.into(), None, transport)
-        .await
-        .with_context(|| format!("MoQ setup with {url} failed"))?;
-    Ok((client, session, publisher, subscriber))
+    let (transport_session, transport) = client.connect(url, trust).await?;
+    let (session, publisher, subscriber) =
+        Session::connect(transport_session.clone().into(), None, transport)
+            .await
+            .with_context(|| format!("MoQ setup with {url} failed"))?;
+    Ok(Connection {
+        client,
+        transport: transport_session,
+        session,
+        publisher,
+        subscriber,
+    })
 }

@@ -48,8 +48,8 @@ pub struct SubscribeArgs {
 pub async fn run(args: SubscribeArgs) -> anyhow::Result<()> {
     let namespace = namespace_from_path(&args.broadcast)?;
     let trust = args.connect.trust(&args.url).await?;
-    let (_client, session, _publisher, subscriber) = connect_session(&args.url, &trust).await?;
-    let session_task = tokio::spawn(session.run());
+    let connection = connect_session(&args.url, &trust).await?;
+    let session_task = tokio::spawn(connection.session.run());
 
     let output: Box<dyn AsyncWrite + Unpin + Send> = match &args.output {
         Some(path) => Box::new(
@@ -59,7 +59,10 @@ pub async fn run(args: SubscribeArgs) -> anyhow::Result<()> {
         ),
         None => Box::new(tokio::io::stdout()),
     };
-    let result = receive(&args, namespace, subscriber, output).await;
+    let result = receive(&args, namespace, connection.subscriber, output).await;
+    // Close with a reason so the server ends its side at once rather than on idle timeout.
+    connection.transport.close(0, b"done");
+    let _ = tokio::time::timeout(Duration::from_secs(2), connection.client.wait_idle()).await;
     session_task.abort();
     result
 }
@@ -118,11 +121,12 @@ async fn receive(
         fragments += 1;
     }
     output.flush().await.ok();
-    // Every track that ended early with an error is worth a message.
+    // With --duration the readers are still going; otherwise they have all ended, and
+    // how they ended (publisher finished, or gone) is worth a message.
     readers.abort_all();
     while let Some(done) = readers.join_next().await {
         if let Ok(Err(err)) = done {
-            tracing::warn!(%err, "track ended with an error");
+            tracing::warn!("broadcast ended abnormally: {err:#}");
         }
     }
     drop(subscriptions);
@@ -169,6 +173,24 @@ fn refusal(err: ServeError, broadcast: &str, url: &Url) -> anyhow::Error {
     }
 }
 
+/// Explains how a track's source ended, from the PUBLISH_DONE status code (draft-18 §10.1.2
+/// registry) the relay passed on.
+fn track_end(err: ServeError) -> anyhow::Error {
+    use moq_transport::message::PublishDoneCode;
+    match err {
+        ServeError::Closed(code) if code == PublishDoneCode::TrackEnded as u64 => {
+            anyhow!("the publisher ended the track")
+        }
+        ServeError::Closed(code) if code == PublishDoneCode::GoingAway as u64 => {
+            anyhow!("the server is going away")
+        }
+        ServeError::Closed(code) if code == PublishDoneCode::InternalError as u64 => {
+            anyhow!("the publisher went away (its session ended without finishing the track)")
+        }
+        other => anyhow!("the track ended: {other}"),
+    }
+}
+
 async fn subgroups(reader: TrackReader) -> anyhow::Result<moq_transport::serve::SubgroupsReader> {
     match reader.mode().await? {
         TrackReaderMode::Subgroups(subgroups) => Ok(subgroups),
@@ -199,7 +221,7 @@ async fn read_track(
 ) -> anyhow::Result<()> {
     let mut subgroups = subgroups(reader).await?;
     let mut newest: Option<u64> = None;
-    while let Some(mut group) = subgroups.next().await? {
+    while let Some(mut group) = subgroups.next().await.map_err(track_end)? {
         if newest.is_some_and(|n| group.group_id <= n) {
             continue;
         }

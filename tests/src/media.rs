@@ -286,6 +286,13 @@ impl LiveSource {
     }
 }
 
+impl Drop for LiveSource {
+    fn drop(&mut self) {
+        let _ = self.ffmpeg.kill();
+        let _ = self.ffmpeg.wait();
+    }
+}
+
 /// Where the first fragment (the first `mdat` after `moov`) ends, once it is whole. The
 /// publisher sends its catalog with the first fragment, so that much must pass the gate.
 fn first_fragment_end(data: &[u8]) -> Option<usize> {
