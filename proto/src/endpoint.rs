@@ -101,21 +101,40 @@ pub struct ServerEndpoint {
     handshakes: futures_util::stream::FuturesUnordered<Handshake>,
 }
 
+/// The QUIC server configuration for `identity`, offering WebTransport and raw MoQT.
+fn server_config(identity: &ServerIdentity) -> Result<quinn::ServerConfig, EndpointError> {
+    let mut alpns: Vec<&[u8]> = vec![web_transport_quinn::ALPN.as_bytes()];
+    alpns.extend(
+        moq_transport::setup::SUPPORTED_ALPNS
+            .iter()
+            .map(|a| a.as_bytes()),
+    );
+    let tls = identity
+        .server_config(&alpns)
+        .map_err(|e| EndpointError::Tls(e.to_string()))?;
+    let crypto = QuicServerConfig::try_from(tls).map_err(|e| EndpointError::Tls(e.to_string()))?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    config.transport_config(transport_config());
+    Ok(config)
+}
+
+/// Replaces the certificate of a running endpoint: new handshakes use the new one, open
+/// connections keep theirs.
+#[derive(Clone)]
+pub struct IdentitySwitch {
+    quic: quinn::Endpoint,
+}
+
+impl IdentitySwitch {
+    pub fn set(&self, identity: &ServerIdentity) -> Result<(), EndpointError> {
+        self.quic.set_server_config(Some(server_config(identity)?));
+        Ok(())
+    }
+}
+
 impl ServerEndpoint {
     pub fn bind(addr: SocketAddr, identity: &ServerIdentity) -> Result<Self, EndpointError> {
-        let mut alpns: Vec<&[u8]> = vec![web_transport_quinn::ALPN.as_bytes()];
-        alpns.extend(
-            moq_transport::setup::SUPPORTED_ALPNS
-                .iter()
-                .map(|a| a.as_bytes()),
-        );
-        let tls = identity
-            .server_config(&alpns)
-            .map_err(|e| EndpointError::Tls(e.to_string()))?;
-        let crypto =
-            QuicServerConfig::try_from(tls).map_err(|e| EndpointError::Tls(e.to_string()))?;
-        let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-        config.transport_config(transport_config());
+        let config = server_config(identity)?;
         let socket = bind_udp(addr)?;
         let runtime = quinn::default_runtime().ok_or_else(|| EndpointError::Bind {
             addr,
@@ -136,6 +155,13 @@ impl ServerEndpoint {
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.quic.local_addr()
+    }
+
+    /// A handle to change the certificate while the endpoint runs.
+    pub fn identity_switch(&self) -> IdentitySwitch {
+        IdentitySwitch {
+            quic: self.quic.clone(),
+        }
     }
 
     /// The next peer whose handshake completed, or `None` once the endpoint is closed.

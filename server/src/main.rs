@@ -45,6 +45,35 @@ struct Args {
     no_demo: bool,
 }
 
+/// How often a running server checks whether its development certificate needs renewing.
+const RENEW_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Keeps the development certificate fresh while the server runs: new connections get the
+/// renewed one (and `/certificate.sha256` names it); open ones keep theirs.
+async fn renew_dev_certificate(
+    data_dir: PathBuf,
+    hosts: Vec<String>,
+    switch: stagecast_proto::endpoint::IdentitySwitch,
+    fingerprint: tokio::sync::watch::Sender<String>,
+) {
+    let mut every = tokio::time::interval(RENEW_CHECK_EVERY);
+    every.tick().await;
+    loop {
+        every.tick().await;
+        match ServerIdentity::load_or_create_dev(&data_dir, &hosts) {
+            Ok(identity) if *fingerprint.borrow() != identity.fingerprint => match switch.set(&identity) {
+                Ok(()) => {
+                    tracing::info!(fingerprint = %identity.fingerprint, "development certificate renewed");
+                    fingerprint.send_replace(identity.fingerprint);
+                }
+                Err(err) => tracing::error!(%err, "cannot use the renewed certificate"),
+            },
+            Ok(_) => {}
+            Err(err) => tracing::error!(%err, "cannot renew the development certificate"),
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     stagecast_proto::logging::init();
@@ -91,9 +120,18 @@ async fn main() -> anyhow::Result<()> {
             }
         });
     }
+    let (fingerprint, fingerprint_rx) = tokio::sync::watch::channel(identity.fingerprint.clone());
+    if identity.expires.is_some() {
+        tokio::spawn(renew_dev_certificate(
+            args.data_dir.clone(),
+            args.dev_cert_hosts.clone(),
+            endpoint.identity_switch(),
+            fingerprint,
+        ));
+    }
     tokio::spawn(stagecast_relay::http::serve(
         http,
-        web::routes(relay.clone(), identity.fingerprint.clone()),
+        web::routes(relay.clone(), fingerprint_rx),
     ));
     let accept = tokio::spawn(stagecast_relay::accept::serve_endpoint(relay, endpoint));
     tokio::select! {

@@ -6,14 +6,16 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use stagecast_relay::Relay;
+use tokio::sync::watch;
 
 #[derive(Clone)]
 struct WebState {
     relay: Relay,
-    fingerprint: String,
+    /// The certificate's fingerprint, changed when a development certificate is renewed.
+    fingerprint: watch::Receiver<String>,
 }
 
-pub fn routes(relay: Relay, fingerprint: String) -> Router {
+pub fn routes(relay: Relay, fingerprint: watch::Receiver<String>) -> Router {
     let state = WebState {
         relay: relay.clone(),
         fingerprint,
@@ -26,7 +28,7 @@ pub fn routes(relay: Relay, fingerprint: String) -> Router {
 }
 
 async fn certificate(State(state): State<WebState>) -> String {
-    format!("{}\n", state.fingerprint)
+    format!("{}\n", *state.fingerprint.borrow())
 }
 
 #[derive(serde::Serialize)]
