@@ -173,6 +173,29 @@ fn refusal(err: ServeError, broadcast: &str, url: &Url) -> anyhow::Error {
     }
 }
 
+/// Largest media object accepted, as on the relay.
+const MAX_OBJECT_BYTES: usize = 16 * 1024 * 1024;
+
+/// Reads a whole object, refusing one larger than `limit` before holding it all.
+async fn read_object(
+    object: &mut moq_transport::serve::SubgroupObjectReader,
+    limit: usize,
+) -> anyhow::Result<Bytes> {
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut size = 0;
+    while let Some(chunk) = object.read().await? {
+        size += chunk.len();
+        if size > limit {
+            bail!("object {} is larger than {limit} bytes", object.object_id);
+        }
+        chunks.push(chunk);
+    }
+    Ok(match chunks.len() {
+        1 => chunks.pop().unwrap_or_default(),
+        _ => Bytes::from(chunks.concat()),
+    })
+}
+
 /// Explains how a track's source ended, from the PUBLISH_DONE status code (draft-18 §10.1.2
 /// registry) the relay passed on.
 fn track_end(err: ServeError) -> anyhow::Error {
@@ -208,7 +231,7 @@ async fn first_object(reader: TrackReader) -> anyhow::Result<Bytes> {
         .next()
         .await?
         .ok_or_else(|| anyhow!("the catalog group was empty"))?;
-    Ok(object.read_all().await?)
+    read_object(&mut object, stagecast_media::catalog::MAX_CATALOG_SIZE).await
 }
 
 /// Reads a media track group by group and sends each object's payload on. A group joined
@@ -238,7 +261,7 @@ async fn read_track(
                 break;
             }
             expected += 1;
-            let Ok(payload) = object.read_all().await else {
+            let Ok(payload) = read_object(&mut object, MAX_OBJECT_BYTES).await else {
                 break;
             };
             if tx.send((name.clone(), payload)).await.is_err() {

@@ -1,25 +1,43 @@
-//! The HTTP routes every node serves: `/healthz` and Prometheus `/metrics`. The origin adds
-//! its own routes to this router.
+//! The HTTP routes every node serves: `/healthz`, Prometheus `/metrics`, and
+//! `/certificate.sha256` (the fingerprint clients pin for a development certificate). The
+//! origin adds its own routes to this router.
 
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
+use tokio::sync::watch;
 
 use crate::relay::Relay;
 
-pub fn routes(relay: Relay) -> Router {
+#[derive(Clone)]
+struct NodeState {
+    relay: Relay,
+    /// Changes when a development certificate is renewed.
+    fingerprint: watch::Receiver<String>,
+}
+
+pub fn routes(relay: Relay, fingerprint: watch::Receiver<String>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
-        .with_state(relay)
+        .route("/certificate.sha256", get(certificate))
+        .with_state(NodeState { relay, fingerprint })
 }
 
-async fn metrics(State(relay): State<Relay>) -> impl IntoResponse {
+async fn metrics(State(state): State<NodeState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        relay.metrics().render(),
+        state.relay.metrics().render(),
+    )
+}
+
+async fn certificate(State(state): State<NodeState>) -> impl IntoResponse {
+    // Any page may read it: a viewer served by the origin pins a relay's certificate.
+    (
+        [(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")],
+        format!("{}\n", *state.fingerprint.borrow()),
     )
 }
 

@@ -71,11 +71,8 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("  MoQ (WebTransport): https://localhost:{quic_port}");
     eprintln!("  HTTP:               http://localhost:{http_port}");
     eprintln!("  certificate SHA-256 {}", identity.fingerprint);
-    let fingerprint = identity.fingerprint.clone();
-    let routes = stagecast_relay::http::routes(relay.clone()).route(
-        "/certificate.sha256",
-        axum::routing::get(move || async move { format!("{fingerprint}\n") }),
-    );
+    let (_fingerprint, fingerprint_rx) = tokio::sync::watch::channel(identity.fingerprint.clone());
+    let routes = stagecast_relay::http::routes(relay.clone(), fingerprint_rx);
     tokio::spawn(stagecast_relay::http::serve(http, routes));
 
     if !args.upstream.is_empty() {

@@ -61,13 +61,15 @@ async fn renew_dev_certificate(
     loop {
         every.tick().await;
         match ServerIdentity::load_or_create_dev(&data_dir, &hosts) {
-            Ok(identity) if *fingerprint.borrow() != identity.fingerprint => match switch.set(&identity) {
-                Ok(()) => {
-                    tracing::info!(fingerprint = %identity.fingerprint, "development certificate renewed");
-                    fingerprint.send_replace(identity.fingerprint);
+            Ok(identity) if *fingerprint.borrow() != identity.fingerprint => {
+                match switch.set(&identity) {
+                    Ok(()) => {
+                        tracing::info!(fingerprint = %identity.fingerprint, "development certificate renewed");
+                        fingerprint.send_replace(identity.fingerprint);
+                    }
+                    Err(err) => tracing::error!(%err, "cannot use the renewed certificate"),
                 }
-                Err(err) => tracing::error!(%err, "cannot use the renewed certificate"),
-            },
+            }
             Ok(_) => {}
             Err(err) => tracing::error!(%err, "cannot renew the development certificate"),
         }

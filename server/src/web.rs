@@ -1,6 +1,5 @@
-//! The origin's HTTP endpoints: the relay's `/healthz` and `/metrics`, the development
-//! certificate's fingerprint at `/certificate.sha256` (what browsers and the CLI pin), and
-//! `/api/broadcasts`, the broadcasts published here.
+//! The origin's HTTP endpoints: every node's (`/healthz`, `/metrics`,
+//! `/certificate.sha256`), plus `/api/broadcasts`, the broadcasts published here.
 
 use axum::extract::State;
 use axum::routing::get;
@@ -8,27 +7,11 @@ use axum::{Json, Router};
 use stagecast_relay::Relay;
 use tokio::sync::watch;
 
-#[derive(Clone)]
-struct WebState {
-    relay: Relay,
-    /// The certificate's fingerprint, changed when a development certificate is renewed.
-    fingerprint: watch::Receiver<String>,
-}
-
 pub fn routes(relay: Relay, fingerprint: watch::Receiver<String>) -> Router {
-    let state = WebState {
-        relay: relay.clone(),
-        fingerprint,
-    };
     let own = Router::new()
-        .route("/certificate.sha256", get(certificate))
         .route("/api/broadcasts", get(broadcasts))
-        .with_state(state);
-    stagecast_relay::http::routes(relay).merge(own)
-}
-
-async fn certificate(State(state): State<WebState>) -> String {
-    format!("{}\n", *state.fingerprint.borrow())
+        .with_state(relay.clone());
+    stagecast_relay::http::routes(relay, fingerprint).merge(own)
 }
 
 #[derive(serde::Serialize)]
@@ -36,8 +19,8 @@ struct Broadcasts {
     broadcasts: Vec<String>,
 }
 
-async fn broadcasts(State(state): State<WebState>) -> Json<Broadcasts> {
+async fn broadcasts(State(relay): State<Relay>) -> Json<Broadcasts> {
     Json(Broadcasts {
-        broadcasts: state.relay.router().paths(),
+        broadcasts: relay.router().paths(),
     })
 }
