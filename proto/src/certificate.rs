@@ -127,6 +127,18 @@ impl ServerIdentity {
         Ok(identity)
     }
 
+    /// A secret derived from the private key, stable across restarts: the key of QUIC
+    /// stateless resets, so a restarted node resets its previous connections at once and
+    /// their peers reconnect instead of waiting for the idle timeout.
+    pub fn reset_secret(&self) -> [u8; 32] {
+        let mut context = ring::digest::Context::new(&SHA256);
+        context.update(b"stagecast stateless reset v1");
+        context.update(self.key.secret_der());
+        let mut secret = [0u8; 32];
+        secret.copy_from_slice(context.finish().as_ref());
+        secret
+    }
+
     /// A rustls server configuration (TLS 1.3 only, as QUIC requires) offering `alpns`.
     pub fn server_config(&self, alpns: &[&[u8]]) -> Result<rustls::ServerConfig, CertificateError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());

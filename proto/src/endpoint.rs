@@ -22,6 +22,8 @@ use crate::trust::ClientTrust;
 
 /// The raw-QUIC ALPN for MoQ Transport draft-18.
 pub const MOQT_ALPN: &str = "moqt-18";
+/// A connection silent this long is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(6);
 /// How long a peer gets to finish the QUIC and WebTransport handshakes.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Handshakes in progress at once; more wait in quinn's queue (and are refused by it
@@ -51,13 +53,13 @@ pub enum EndpointError {
 
 fn transport_config() -> Arc<quinn::TransportConfig> {
     let mut transport = quinn::TransportConfig::default();
-    // A vanished peer is noticed within 10 s; keep-alives stop an idle but healthy
-    // session (a subscriber waiting for the next group) from timing out.
+    // A vanished peer is noticed within IDLE_TIMEOUT (a live stream stalled longer is
+    // broken anyway); keep-alives stop an idle but healthy session (a subscriber waiting
+    // for the next group) from timing out.
     transport.max_idle_timeout(Some(
-        quinn::IdleTimeout::try_from(Duration::from_secs(10))
-            .unwrap_or(quinn::VarInt::from_u32(10_000).into()),
+        quinn::IdleTimeout::try_from(IDLE_TIMEOUT).unwrap_or(quinn::VarInt::from_u32(6_000).into()),
     ));
-    transport.keep_alive_interval(Some(Duration::from_secs(3)));
+    transport.keep_alive_interval(Some(IDLE_TIMEOUT / 3));
     // MoQ opens one unidirectional stream per subgroup; bound how many a peer may
     // have open at once.
     transport.max_concurrent_uni_streams(quinn::VarInt::from_u32(256));
@@ -118,6 +120,23 @@ fn server_config(identity: &ServerIdentity) -> Result<quinn::ServerConfig, Endpo
     Ok(config)
 }
 
+/// An endpoint configuration whose stateless-reset key and connection-ID validation key
+/// come from the identity, so they survive a restart: a restarted node recognises its
+/// predecessor's connection IDs and resets those connections at once (RFC 9000 §10.3),
+/// and their peers reconnect within a keep-alive instead of an idle timeout.
+fn restart_safe_config(identity: &ServerIdentity) -> quinn::EndpointConfig {
+    let secret = identity.reset_secret();
+    let reset_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret);
+    let mut config = quinn::EndpointConfig::new(Arc::new(reset_key));
+    let mut cid_key = [0u8; 8];
+    cid_key.copy_from_slice(&secret[24..]);
+    let cid_key = u64::from_le_bytes(cid_key);
+    config.cid_generator(move || {
+        Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+    });
+    config
+}
+
 /// Replaces the certificate of a running endpoint: new handshakes use the new one, open
 /// connections keep theirs.
 #[derive(Clone)]
@@ -140,13 +159,9 @@ impl ServerEndpoint {
             addr,
             source: std::io::Error::other("no async runtime"),
         })?;
-        let quic = quinn::Endpoint::new(
-            quinn::EndpointConfig::default(),
-            Some(config),
-            socket,
-            runtime,
-        )
-        .map_err(|source| EndpointError::Bind { addr, source })?;
+        let quic =
+            quinn::Endpoint::new(restart_safe_config(identity), Some(config), socket, runtime)
+                .map_err(|source| EndpointError::Bind { addr, source })?;
         Ok(Self {
             quic,
             handshakes: Default::default(),

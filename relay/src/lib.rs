@@ -22,6 +22,7 @@ pub mod registry;
 pub mod relay;
 pub mod router;
 pub mod session;
+pub mod source;
 pub mod track_io;
 pub mod upstream;
 

@@ -39,10 +39,10 @@ struct Args {
     /// PEM private key for --tls-cert.
     #[arg(long, env = "STAGECAST_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
-    /// Trust the upstream's certificate by this SHA-256 fingerprint (hex) instead of the
-    /// system roots.
-    #[arg(long, env = "STAGECAST_UPSTREAM_FINGERPRINT")]
-    upstream_fingerprint: Option<String>,
+    /// Trust upstream certificates with these SHA-256 fingerprints (hex; repeat or
+    /// comma-separate, one per upstream) instead of the system roots.
+    #[arg(long, env = "STAGECAST_UPSTREAM_FINGERPRINT", value_delimiter = ',')]
+    upstream_fingerprint: Vec<String>,
 }
 
 #[tokio::main]
@@ -76,9 +76,15 @@ async fn main() -> anyhow::Result<()> {
     tokio::spawn(stagecast_relay::http::serve(http, routes));
 
     if !args.upstream.is_empty() {
-        let trust = match &args.upstream_fingerprint {
-            Some(hex) => ClientTrust::pinned_hex(hex)?,
-            None => stagecast_proto::trust::trust_for_urls(&args.upstream).await?,
+        let trust = if args.upstream_fingerprint.is_empty() {
+            stagecast_proto::trust::trust_for_urls(&args.upstream).await?
+        } else {
+            let pins = args
+                .upstream_fingerprint
+                .iter()
+                .map(|hex| stagecast_proto::trust::parse_fingerprint(hex))
+                .collect::<Result<Vec<_>, _>>()?;
+            ClientTrust::Pinned(pins)
         };
         let config = UpstreamConfig {
             urls: args.upstream.clone(),

@@ -65,6 +65,7 @@ pub struct MetricsInner {
     pub namespaces_published_total: Counter,
     pub upstream_connected: Gauge,
     pub upstream_reconnects_total: Counter,
+    pub source_resumes_total: Counter,
 }
 
 /// Shared handle to the relay's metrics.
@@ -143,6 +144,11 @@ impl Metrics {
             "stagecast_upstream_reconnects_total",
             "Times the upstream link was re-established.",
             self.upstream_reconnects_total.get(),
+        );
+        counter(
+            "stagecast_source_resumes_total",
+            "Track subscriptions resumed at a source after it was lost.",
+            self.source_resumes_total.get(),
         );
         out
     }

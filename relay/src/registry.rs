@@ -3,24 +3,19 @@
 //! The first subscriber of a track starts the source subscription (the "cache lock" of a
 //! CDN: concurrent requests for the same track merge into one); later ones share it. The
 //! entry lives as long as any subscriber holds its [`SharedTrack`]; when the last one
-//! leaves, the source subscription is cancelled.
+//! leaves, the source subscription is cancelled. What feeds the cache is the caller's
+//! task ([`crate::source`]); this table only shares it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
 
 use moq_transport::coding::{TrackName, TrackNamespace};
-use moq_transport::serve::{ServeError, Track};
-use moq_transport::session::Subscriber;
+use moq_transport::serve::ServeError;
 use tokio::sync::watch;
-use tokio::task::AbortHandle;
+use tokio::task::{AbortHandle, JoinHandle};
 
-use crate::cache::{CacheLimits, TrackCache, TrackEnd};
+use crate::cache::{CacheLimits, TrackCache};
 use crate::metrics::Metrics;
-use crate::track_io::fill_cache;
-
-/// How long a source gets to accept a SUBSCRIBE before the subscribers are told it failed.
-const SOURCE_ACCEPT_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
 struct TrackKey {
@@ -108,13 +103,14 @@ impl TrackRegistry {
         self.len() == 0
     }
 
-    /// The shared subscription for a track, starting one at `subscriber` if there is none
-    /// (or the previous one has ended).
-    pub fn get_or_subscribe(
+    /// The shared subscription for a track, starting one with `start` if there is none (or
+    /// the previous one has ended). `start` spawns the task that feeds the cache and
+    /// reports readiness.
+    pub fn get_or_start(
         &self,
         namespace: &TrackNamespace,
         name: &TrackName,
-        subscriber: &Subscriber,
+        start: impl FnOnce(TrackCache, watch::Sender<Readiness>) -> JoinHandle<()>,
     ) -> Arc<SharedTrack> {
         let key = TrackKey {
             namespace: namespace.clone(),
@@ -129,7 +125,17 @@ impl TrackRegistry {
                 Some(existing) if !existing.cache.is_ended() => existing,
                 existing => {
                     stale = existing;
-                    let shared = self.start(key.clone(), subscriber.clone());
+                    let cache = TrackCache::new(self.limits);
+                    let (ready_tx, ready_rx) = watch::channel(Readiness::Pending);
+                    let task = start(cache.clone(), ready_tx);
+                    self.metrics.upstream_subscriptions.inc();
+                    let shared = Arc::new(SharedTrack {
+                        key: key.clone(),
+                        cache,
+                        ready: ready_rx,
+                        task: task.abort_handle(),
+                        registry: self.clone(),
+                    });
                     entries.insert(key, Arc::downgrade(&shared));
                     shared
                 }
@@ -138,60 +144,4 @@ impl TrackRegistry {
         drop(stale);
         shared
     }
-
-    fn start(&self, key: TrackKey, subscriber: Subscriber) -> Arc<SharedTrack> {
-        let cache = TrackCache::new(self.limits);
-        let (ready_tx, ready_rx) = watch::channel(Readiness::Pending);
-        let task = tokio::spawn(subscribe_at_source(
-            subscriber,
-            key.clone(),
-            cache.clone(),
-            ready_tx,
-            self.metrics.clone(),
-        ));
-        self.metrics.upstream_subscriptions.inc();
-        Arc::new(SharedTrack {
-            key,
-            cache,
-            ready: ready_rx,
-            task: task.abort_handle(),
-            registry: self.clone(),
-        })
-    }
-}
-
-async fn subscribe_at_source(
-    mut subscriber: Subscriber,
-    key: TrackKey,
-    cache: TrackCache,
-    ready: watch::Sender<Readiness>,
-    metrics: Metrics,
-) {
-    let (writer, reader) = Track::new(key.namespace.clone(), key.name.clone()).produce();
-    let accepted =
-        tokio::time::timeout(SOURCE_ACCEPT_TIMEOUT, subscriber.subscribe_open(writer)).await;
-    let subscription = match accepted {
-        Ok(Ok(subscription)) => subscription,
-        Ok(Err(err)) => {
-            tracing::debug!(namespace = %key.namespace, track = %key.name, %err, "source refused subscription");
-            cache.end(TrackEnd::Failed {
-                code: 0,
-                reason: err.to_string(),
-            });
-            ready.send_replace(Readiness::Failed(err));
-            return;
-        }
-        Err(_) => {
-            cache.end(TrackEnd::Failed {
-                code: 0,
-                reason: "source did not answer".into(),
-            });
-            ready.send_replace(Readiness::Failed(ServeError::Timeout));
-            return;
-        }
-    };
-    metrics.upstream_subscribes_total.inc();
-    ready.send_replace(Readiness::Ready);
-    fill_cache(reader, cache).await;
-    drop(subscription);
 }

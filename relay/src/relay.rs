@@ -8,14 +8,16 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use moq_transport::coding::TrackNamespace;
 use moq_transport::serve::{ServeError, Track};
-use moq_transport::session::Subscribed;
+use moq_transport::session::{Subscribed, Subscriber};
 use tokio::sync::watch;
 
 use crate::cache::{CacheLimits, TrackCache};
 use crate::metrics::{GaugeGuard, Metrics};
 use crate::registry::{SharedTrack, TrackRegistry};
 use crate::router::{Router, SessionId, Source};
+use crate::source::{run_source, SourceRequest};
 use crate::track_io::deliver;
 use crate::upstream::UpstreamSession;
 
@@ -131,28 +133,47 @@ impl Relay {
                 Default::default(),
             )
         };
-        let subscriber = match self.0.router.route(namespace) {
-            Some(Source::Local(broadcast)) => {
-                let cache = broadcast.track(&name.to_string()).ok_or_else(not_found)?;
-                return Ok((cache, None));
-            }
-            Some(Source::Session {
-                session,
-                subscriber,
-            }) if session != from => *subscriber,
-            // The route leads back where the request came from: answering from there
-            // would loop.
-            Some(Source::Session { .. }) => return Err(not_found()),
-            None => match self.0.upstream.borrow().as_ref() {
-                Some(upstream) if upstream.id != from => upstream.subscriber.clone(),
-                _ => return Err(not_found()),
-            },
+        if let Some(Source::Local(broadcast)) = self.0.router.route(namespace) {
+            let cache = broadcast.track(&name.to_string()).ok_or_else(not_found)?;
+            return Ok((cache, None));
+        }
+        let relay = self.clone();
+        let request = SourceRequest {
+            namespace: namespace.clone(),
+            name: name.clone(),
+            from,
         };
         let shared = self
             .0
             .registry
-            .get_or_subscribe(namespace, name, &subscriber);
-        shared.ready().await?;
+            .get_or_start(namespace, name, move |cache, ready| {
+                tokio::spawn(run_source(relay, request, cache, ready))
+            });
+        shared.ready().await.map_err(|err| match err {
+            ServeError::NotFound => not_found(),
+            other => other,
+        })?;
         Ok((shared.cache.clone(), Some(shared)))
+    }
+
+    /// The peer to subscribe at for a track in `namespace`, for a request that came from
+    /// session `from`: the session that published the namespace here, else the upstream.
+    /// Never `from` itself: answering a request from where it came would loop.
+    pub fn source_subscriber(
+        &self,
+        namespace: &TrackNamespace,
+        from: SessionId,
+    ) -> Option<Subscriber> {
+        match self.0.router.route(namespace) {
+            Some(Source::Session {
+                session,
+                subscriber,
+            }) if session != from => Some(*subscriber),
+            Some(_) => None,
+            None => match self.0.upstream.borrow().as_ref() {
+                Some(upstream) if upstream.id != from => Some(upstream.subscriber.clone()),
+                _ => None,
+            },
+        }
     }
 }

@@ -23,17 +23,30 @@ pub const MAX_OBJECT_BYTES: usize = 16 * 1024 * 1024;
 /// Subgroup streams of one track read at once; more wait (QUIC flow control pushes back).
 const MAX_CONCURRENT_SUBGROUPS: usize = 64;
 
-/// Reads `reader` (an upstream or publisher subscription) into `cache` until the track
-/// ends, then ends the cache with the same outcome.
-pub async fn fill_cache(reader: TrackReader, cache: TrackCache) {
-    let end = match fill_inner(reader, &cache).await {
-        Ok(()) => TrackEnd::Finished,
-        Err(err) => TrackEnd::Failed {
-            code: serve_error_code(&err),
-            reason: err.to_string(),
+/// How a source subscription stopped filling the cache.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceEnd {
+    /// The publisher ended the track (PUBLISH_DONE with TRACK_ENDED, or a clean end).
+    Finished,
+    /// The source was lost or failed; the track may continue from another source.
+    Lost { code: u64, reason: String },
+}
+
+/// Reads `reader` (an upstream or publisher subscription) into `cache` until the
+/// subscription ends, and says how it ended. The cache itself is not ended: the caller
+/// decides whether the track is over or resumes from another source. Groups left
+/// unfinished are abandoned.
+pub async fn fill_cache(reader: TrackReader, cache: &TrackCache) -> SourceEnd {
+    match fill_inner(reader, cache).await {
+        Ok(()) => SourceEnd::Finished,
+        Err(err) => match serve_error_code(&err) {
+            code if code == PublishDoneCode::TrackEnded as u64 => SourceEnd::Finished,
+            code => SourceEnd::Lost {
+                code,
+                reason: err.to_string(),
+            },
         },
-    };
-    cache.end(end);
+    }
 }
 
 async fn fill_inner(reader: TrackReader, cache: &TrackCache) -> Result<(), ServeError> {
@@ -48,30 +61,41 @@ async fn fill_inner(reader: TrackReader, cache: &TrackCache) -> Result<(), Serve
         }
     };
     let mut reading = FuturesUnordered::new();
+    // Groups begun in the cache and not yet ended: if this source stops, they are
+    // abandoned, so no follower waits on them or passes them off as whole.
+    let mut open: Vec<u64> = Vec::new();
     let mut source_done = false;
-    loop {
+    let result = loop {
         tokio::select! {
-            next = subgroups.next(), if !source_done && reading.len() < MAX_CONCURRENT_SUBGROUPS => match next? {
-                Some(subgroup) => {
+            next = subgroups.next(), if !source_done && reading.len() < MAX_CONCURRENT_SUBGROUPS => match next {
+                Ok(Some(subgroup)) => {
                     let info = GroupInfo {
                         group_id: subgroup.group_id,
                         subgroup_id: subgroup.subgroup_id,
                         priority: subgroup.priority,
                     };
                     match cache.begin_group(info) {
-                        Ok(seq) => reading.push(fill_group(subgroup, cache.clone(), seq)),
+                        Ok(seq) => {
+                            open.push(seq);
+                            reading.push(fill_group(subgroup, cache.clone(), seq));
+                        }
                         Err(err) => tracing::debug!(%err, "skipping group"),
                     }
                 }
-                None => source_done = true,
+                Ok(None) => source_done = true,
+                Err(err) => break Err(err),
             },
-            Some(()) = reading.next(), if !reading.is_empty() => {}
-            else => return Ok(()),
+            Some(seq) = reading.next(), if !reading.is_empty() => open.retain(|s| *s != seq),
+            else => break Ok(()),
         }
+    };
+    for seq in open {
+        cache.abandon_group(seq);
     }
+    result
 }
 
-async fn fill_group(mut subgroup: SubgroupReader, cache: TrackCache, seq: u64) {
+async fn fill_group(mut subgroup: SubgroupReader, cache: TrackCache, seq: u64) -> u64 {
     let result: Result<(), ServeError> = async {
         while let Some(mut object) = subgroup.next().await? {
             if object.status != ObjectStatus::NormalObject {
@@ -105,6 +129,7 @@ async fn fill_group(mut subgroup: SubgroupReader, cache: TrackCache, seq: u64) {
             cache.abandon_group(seq);
         }
     }
+    seq
 }
 
 /// Writes what `follower` reads (from the newest group on) into `writer` (one downstream
@@ -153,9 +178,11 @@ pub async fn deliver(mut follower: TrackFollower, writer: TrackWriter) {
             }
             FollowStep::GroupAbandoned { seq } => {
                 if let Some(subgroup) = open.remove(&seq) {
-                    // Resets the stream: the subscriber sees an incomplete group as such.
-                    let _ =
-                        subgroup.close(ServeError::Closed(PublishDoneCode::TooFarBehind as u64));
+                    // Resets the stream (CANCELLED): the subscriber sees an incomplete group
+                    // as such, and the subscription goes on with the next group. (A
+                    // TOO_FAR_BEHIND reset ends the whole subscription in moq-transport's
+                    // serving loop: seen when a middle relay restarted.)
+                    let _ = subgroup.close(ServeError::Cancel);
                 }
             }
             FollowStep::End(end) => {

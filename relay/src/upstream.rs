@@ -24,6 +24,8 @@ use crate::session::run_session;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// An upstream that does not complete its handshake within this is given up for the next.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// A link that stayed up this long resets the backoff.
 const STABLE_AFTER: Duration = Duration::from_secs(10);
 
@@ -94,11 +96,9 @@ pub async fn run_upstream(
         };
         if started.elapsed() >= STABLE_AFTER {
             backoff = BACKOFF_MIN;
-        } else {
-            // A failing upstream is left for the next one at once; a full round of
-            // failures waits before starting again.
-            attempt += 1;
         }
+        // The next attempt goes to the next upstream in order (failover), and round again.
+        attempt += 1;
         let jitter = rand::thread_rng().gen_range(0.5..1.0);
         let retry_in = backoff.mul_f64(jitter);
         tracing::warn!(%url, %reason, ?retry_in, "upstream link down");
@@ -113,9 +113,9 @@ async fn connect(
     url: &Url,
     trust: &ClientTrust,
 ) -> Result<(Session, Publisher, Subscriber), String> {
-    let (session, transport) = client
-        .connect(url, trust)
+    let (session, transport) = tokio::time::timeout(CONNECT_TIMEOUT, client.connect(url, trust))
         .await
+        .map_err(|_| format!("no answer from {url} within {CONNECT_TIMEOUT:?}"))?
         .map_err(|e| e.to_string())?;
     Session::connect(session.into(), None, transport)
         .await

@@ -13,6 +13,9 @@ use crate::{bin, http_get};
 pub struct Node {
     pub name: String,
     child: Child,
+    binary: String,
+    args: Vec<String>,
+    dir: PathBuf,
     pub quic_port: u16,
     pub http_port: u16,
     pub fingerprint: String,
@@ -43,12 +46,19 @@ impl Node {
 
     /// Starts a relay under `upstream`.
     pub fn relay(dir: &Path, name: &str, upstream: &Node) -> Node {
+        Node::relay_with_failover(dir, name, &[upstream])
+    }
+
+    /// Starts a relay under the first of `upstreams` that answers, in order.
+    pub fn relay_with_failover(dir: &Path, name: &str, upstreams: &[&Node]) -> Node {
         let data = dir.join(name);
+        let urls: Vec<String> = upstreams.iter().map(|n| n.moqt_url()).collect();
+        let pins: Vec<String> = upstreams.iter().map(|n| n.fingerprint.clone()).collect();
         let args: Vec<String> = vec![
             "--upstream".into(),
-            upstream.moqt_url(),
+            urls.join(","),
             "--upstream-fingerprint".into(),
-            upstream.fingerprint.clone(),
+            pins.join(","),
             "--bind".into(),
             "[::]:0".into(),
             "--http-bind".into(),
@@ -109,6 +119,9 @@ impl Node {
         Node {
             name: name.to_string(),
             child,
+            binary: binary.to_string(),
+            args: args.to_vec(),
+            dir: dir.to_path_buf(),
             quic_port: quic_port.unwrap_or_default(),
             http_port: http_port.unwrap_or_default(),
             fingerprint: fingerprint.unwrap_or_default(),
@@ -136,6 +149,32 @@ impl Node {
             Duration::from_secs(30),
             || self.metric(name).is_some_and(|v| v >= value),
         );
+    }
+
+    /// Starts the node again after [`Node::kill`], on the same ports and data directory
+    /// (so with the same certificate), logging to a new file.
+    pub fn restart(&mut self) {
+        self.kill();
+        let mut args = self.args.clone();
+        for (flag, port) in [("--bind", self.quic_port), ("--http-bind", self.http_port)] {
+            if let Some(i) = args.iter().position(|a| a == flag) {
+                args[i + 1] = format!("[::]:{port}");
+            }
+        }
+        let restarted = Node::start(
+            &self.dir,
+            &format!("{}-restarted", self.name),
+            &self.binary,
+            &args,
+        );
+        assert_eq!(
+            (restarted.quic_port, restarted.http_port),
+            (self.quic_port, self.http_port)
+        );
+        let old = std::mem::replace(self, restarted);
+        self.name = old.name.clone();
+        // Dropping the old handle kills nothing: its process is already gone.
+        drop(old);
     }
 
     /// Kills the process at once (SIGKILL).

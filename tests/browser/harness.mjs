@@ -1,0 +1,189 @@
+/**
+ * What the browser tests share: starting the real Stagecast binaries on loopback ports
+ * they pick (read back from the lines they print on stderr), launching Debian's Chromium
+ * through playwright-core, waiting on conditions with deadlines, and where artifacts go
+ * (tests/output/browser/). Every process started here is stopped by `cleanup()`.
+ */
+
+import { spawn } from 'node:child_process';
+import { createWriteStream, mkdirSync, rmSync, existsSync } from 'node:fs';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const OUTPUT = join(ROOT, 'tests', 'output', 'browser');
+const TARGET = process.env.CARGO_TARGET_DIR ?? join(ROOT, 'target');
+export const CHROMIUM = process.env.STAGECAST_CHROMIUM ?? '/usr/bin/chromium';
+
+export function bin(name) {
+  const path = join(TARGET, 'debug', name);
+  if (!existsSync(path)) throw new Error(`${path} is missing: run cargo build --workspace --bins first`);
+  return path;
+}
+
+/** Polls `check` (sync or async) until it returns a truthy value; fails after `ms`. */
+export async function waitFor(what, ms, check, every = 100) {
+  const deadline = Date.now() + ms;
+  let last;
+  for (;;) {
+    try {
+      last = await check();
+      if (last) return last;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what} (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`);
+    await new Promise((r) => setTimeout(r, every));
+  }
+}
+
+/** Every process started here, killed if the test process exits without stopping them. */
+const running = new Set();
+process.on('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+});
+
+/** A running stagecast-server or stagecast-relay, with the ports and fingerprint it printed. */
+export class Node {
+  static async start(dir, name, binary, args) {
+    const node = new Node(dir, name, binary, args);
+    await node.launch();
+    return node;
+  }
+
+  constructor(dir, name, binary, args) {
+    this.dir = dir;
+    this.name = name;
+    this.binary = binary;
+    this.args = args;
+  }
+
+  async launch(args = this.args) {
+    this.args = args;
+    const log = createWriteStream(join(this.dir, `${this.name}.log`), { flags: 'a' });
+    this.child = spawn(bin(this.binary), args, {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'info' },
+    });
+    const child = this.child;
+    running.add(child);
+    this.exited = new Promise((resolve) => child.once('exit', () => {
+      running.delete(child);
+      resolve();
+    }));
+    let buffered = '';
+    const found = {};
+    await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${this.name} did not start; see ${this.name}.log`)), 60000);
+      this.child.once('exit', (code) => reject(new Error(`${this.name} exited (${code}) at start; see ${this.name}.log`)));
+      this.child.stderr.on('data', (chunk) => {
+        log.write(chunk);
+        buffered += chunk.toString();
+        let nl;
+        while ((nl = buffered.indexOf('\n')) >= 0) {
+          const line = buffered.slice(0, nl);
+          buffered = buffered.slice(nl + 1);
+          let m;
+          if ((m = /moqt:\/\/localhost:(\d+)/.exec(line))) found.quic = Number(m[1]);
+          else if ((m = /http:\/\/localhost:(\d+)/.exec(line))) found.http = Number(m[1]);
+          else if ((m = /certificate SHA-256 ([0-9a-f]+)/.exec(line))) found.fingerprint = m[1];
+          if (found.quic && found.http && found.fingerprint) {
+            clearTimeout(timer);
+            resolve();
+          }
+        }
+      });
+    });
+    Object.assign(this, found);
+    return this;
+  }
+
+  get moqtUrl() {
+    return `moqt://localhost:${this.quic}`;
+  }
+
+  get httpUrl() {
+    return `http://localhost:${this.http}`;
+  }
+
+  /** Kills the process at once (SIGKILL), as a crash would. */
+  async kill() {
+    if (this.child && this.child.exitCode === null && this.child.signalCode === null) {
+      this.child.kill('SIGKILL');
+      await this.exited;
+    }
+  }
+
+  /** Starts it again on the ports it had, with the same data directory (and certificate). */
+  async restart() {
+    const args = this.args.map((a) => a.replace(/^\[::\]:0$/, '[::]:0'));
+    const i = args.indexOf('--bind');
+    const j = args.indexOf('--http-bind');
+    args[i + 1] = `[::]:${this.quic}`;
+    args[j + 1] = `[::]:${this.http}`;
+    return this.launch(args);
+  }
+
+  async metric(name) {
+    const res = await fetch(`http://127.0.0.1:${this.http}/metrics`);
+    const text = await res.text();
+    const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+    return line ? Number(line.split(' ')[1]) : undefined;
+  }
+}
+
+/** A fresh output directory for one test. */
+export function testDir(name) {
+  const dir = join(OUTPUT, name);
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  return dir;
+}
+
+export function origin(dir, name = 'origin', extra = []) {
+  return Node.start(dir, name, 'stagecast-server', ['--bind', '[::]:0', '--http-bind', '[::]:0', '--data-dir', join(dir, name), ...extra]);
+}
+
+export async function relay(dir, name, upstream) {
+  const node = await Node.start(dir, name, 'stagecast-relay', [
+    '--upstream', upstream.moqtUrl, '--upstream-fingerprint', upstream.fingerprint,
+    '--bind', '[::]:0', '--http-bind', '[::]:0', '--data-dir', join(dir, name),
+  ]);
+  await waitFor(`${name} to connect upstream`, 20000, async () => (await node.metric('stagecast_upstream_connected')) === 1);
+  return node;
+}
+
+/** Launches headless Chromium with the flags FACTS.md lists, and a fresh profile. */
+export async function launchBrowser(dir) {
+  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (scripts/test.sh does)`);
+  // playwright gives every launch a fresh temporary profile (--user-data-dir).
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      '--headless=new', '--no-sandbox', '--disable-gpu', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    ],
+  });
+}
+
+/** Opens `url` in a new page, recording console errors and page errors in `errors`. */
+export async function openPage(browser, url, errors = []) {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 720 } });
+  page.on('console', (msg) => {
+    if (msg.type() === 'error') errors.push(`console: ${msg.text()}`);
+  });
+  page.on('pageerror', (err) => errors.push(`page: ${err.message}`));
+  await page.goto(url);
+  return { page, errors };
+}
+
+/** The player's figures as the page shows them. */
+export function stats(page) {
+  return page.evaluate(() => {
+    const s = window.stagecast?.stats();
+    const v = document.getElementById('video');
+    return s && { ...s, paused: v.paused, readyState: v.readyState, status: document.getElementById('status').textContent, bodyState: document.body.dataset.state };
+  });
+}
