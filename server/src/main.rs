@@ -3,6 +3,7 @@
 //! channel and uses a development certificate kept in its data directory.
 
 mod demo;
+mod viewer;
 mod web;
 
 use std::net::SocketAddr;
@@ -133,7 +134,7 @@ async fn main() -> anyhow::Result<()> {
     }
     tokio::spawn(stagecast_relay::http::serve(
         http,
-        web::routes(relay.clone(), fingerprint_rx),
+        web::routes(relay.clone(), fingerprint_rx).merge(viewer::routes(quic_addr.port())),
     ));
     let accept = tokio::spawn(stagecast_relay::accept::serve_endpoint(relay, endpoint));
     tokio::select! {

@@ -1,0 +1,337 @@
+/**
+ * The live player: connects to a relay over WebTransport, reads the broadcast's MSF
+ * catalog, subscribes to its media tracks and plays them through MSE (mse.js), keeping
+ * the playhead close to the live edge. It reconnects by itself when the session drops,
+ * stalls or the relay sends GOAWAY, and resumes at the group where it left off.
+ *
+ * States it reports (event 'state', detail {state, message}): connecting, buffering,
+ * playing, paused, reconnecting, offline, unauthorized, unsupported, error.
+ *
+ * Latency. The media carries no wall-clock time, and our publishers use a wall-clock
+ * group id only for their first group (later groups count up by one), so the page cannot
+ * date a frame at its source. What it measures instead: for every video chunk, the
+ * offset between its arrival (wall clock) and its media time (tfdt); the smallest offset
+ * seen in the session is the chunk that came fastest from the live edge. Latency is then
+ * now - (playhead media time + that offset): how long after the freshest media arrives it
+ * is shown. It leaves out the publisher-to-viewer transit of that fastest chunk and the
+ * encoder's delay, which need a shared clock to measure.
+ */
+
+import { MoqtSession, RequestError } from '../moqt/session.js';
+import { RequestErrorCode } from '../moqt/messages.js';
+import { parseCatalog, sameTracks } from './catalog.js';
+import { decodeTime } from './fmp4.js';
+import { MseSink } from './mse.js';
+
+/** Seconds of media kept between the playhead and the live edge. */
+const TARGET_NORMAL = 0.5;
+const TARGET_LOW = 0.15;
+/** Behind the target by more than this: jump instead of speeding up. */
+const JUMP_AFTER = 1.5;
+/** No media for this long means the connection is dead, whatever QUIC says yet. */
+const STALL_MS = 2500;
+const CATALOG_TIMEOUT_MS = 8000;
+const OFFLINE_RETRY_MS = 3000;
+const MAX_BACKOFF_MS = 4000;
+
+export class Player extends EventTarget {
+  /**
+   * `relay`: WebTransport URL; `fingerprint`: hex SHA-256 to pin, or `certUrl` to fetch it
+   * from; `namespace`: the broadcast's path segments.
+   */
+  constructor(video, { relay, fingerprint, certUrl, namespace, lowLatency = false }) {
+    super();
+    this.video = video;
+    this.relay = relay;
+    this.fingerprint = fingerprint;
+    this.certUrl = certUrl;
+    this.namespace = namespace;
+    this.lowLatency = lowLatency;
+    this.sink = null;
+    this.catalog = null;
+    this.session = null;
+    this.state = 'idle';
+    this.stopped = false;
+    this.userPaused = false;
+    this.started = false;
+    this.trackState = new Map(); // track name -> {group, next}
+    this.offset = Infinity; // min(arrival ms - media ms) this session
+    this.lastMediaAt = 0;
+    this.bytesWindow = []; // [time ms, bytes]
+    this.reconnects = 0;
+    this.latency = undefined;
+  }
+
+  get target() {
+    return this.lowLatency ? TARGET_LOW : TARGET_NORMAL;
+  }
+
+  setState(state, message = '') {
+    if (this.state === state && this.message === message) return;
+    this.state = state;
+    this.message = message;
+    this.dispatchEvent(new CustomEvent('state', { detail: { state, message } }));
+  }
+
+  start() {
+    if (typeof WebTransport === 'undefined') {
+      this.setState('unsupported', 'This browser cannot play live Stagecast streams: it has no WebTransport. Try a current Chrome, Edge or Firefox.');
+      return;
+    }
+    if (typeof MediaSource === 'undefined') {
+      this.setState('unsupported', 'This browser has no Media Source Extensions, which the player needs.');
+      return;
+    }
+    this.timer = setInterval(() => this.tick(), 200);
+    this.run();
+  }
+
+  stop() {
+    this.stopped = true;
+    clearInterval(this.timer);
+    this.session?.close(0, 'bye');
+    this.sink?.close();
+  }
+
+  async resolveFingerprint() {
+    if (this.fingerprint) return this.fingerprint;
+    if (!this.certUrl) return undefined;
+    const res = await fetch(this.certUrl, { cache: 'no-store' });
+    if (!res.ok) throw new Error(`cannot read the relay's certificate fingerprint (${res.status})`);
+    return (await res.text()).trim();
+  }
+
+  async run() {
+    let backoff = 250;
+    while (!this.stopped) {
+      let wait = backoff;
+      try {
+        const played = await this.connectOnce();
+        if (played) backoff = 250;
+        wait = played ? 0 : backoff;
+      } catch (err) {
+        if (this.stopped) return;
+        if (err instanceof RequestError && err.code === RequestErrorCode.DOES_NOT_EXIST) {
+          this.setState('offline', 'This channel is offline. The player starts by itself when it goes live.');
+          wait = OFFLINE_RETRY_MS;
+        } else if (err instanceof RequestError && [RequestErrorCode.UNAUTHORIZED, RequestErrorCode.MALFORMED_AUTH_TOKEN, RequestErrorCode.EXPIRED_AUTH_TOKEN].includes(err.code)) {
+          this.setState('unauthorized', 'You are not authorized to watch this channel.');
+          wait = 10000;
+        } else if (err?.name === 'NotSupportedError' || /cannot play/.test(err?.message)) {
+          this.setState('unsupported', err.message);
+          return;
+        } else {
+          this.setState('reconnecting', `Connection lost (${err?.message ?? err}); reconnecting…`);
+        }
+      }
+      if (this.stopped) return;
+      this.reconnects++;
+      if (!['offline', 'unauthorized'].includes(this.state)) this.setState('reconnecting', 'Reconnecting…');
+      await sleep(wait);
+      backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
+    }
+  }
+
+  /** One session: connect, catalog, tracks, play until it ends. Resolves true if media flowed. */
+  async connectOnce() {
+    if (this.state !== 'reconnecting') this.setState('connecting', 'Connecting…');
+    const fingerprint = await this.resolveFingerprint();
+    const session = await MoqtSession.connect(this.relay, { fingerprint });
+    this.session = session;
+    this.offset = Infinity;
+    let ended;
+    const endedP = new Promise((resolve) => (ended = resolve));
+    session.onGoaway = (msg) => {
+      // Move to the URI the relay names, or reconnect to the same one (draft §9.5).
+      if (msg.uri) this.relay = msg.uri;
+      ended('goaway');
+    };
+    session.closed.then(() => ended('closed'));
+    let mediaSeen = false;
+    try {
+      const catalog = await this.subscribeCatalog(session, () => ended('catalog ended'));
+      if (!this.sink || !sameTracks(this.catalog, catalog)) await this.newSink(catalog);
+      this.catalog = catalog;
+      for (const track of catalog.tracks) {
+        await session.subscribe(this.namespace, track.name, {
+          onObject: (obj) => {
+            mediaSeen = true;
+            this.onMedia(track, obj);
+          },
+          onDone: () => ended(`${track.name} ended`),
+        });
+      }
+      this.lastMediaAt = performance.now();
+      const stall = setInterval(() => {
+        if (performance.now() - this.lastMediaAt > STALL_MS) ended('stalled');
+      }, 500);
+      const why = await endedP;
+      clearInterval(stall);
+      this.whyEnded = why;
+    } finally {
+      session.close(0, 'reconnecting');
+      this.session = null;
+    }
+    return mediaSeen;
+  }
+
+  subscribeCatalog(session, onEnd) {
+    return new Promise((resolve, reject) => {
+      let first = true;
+      const timer = setTimeout(() => reject(new Error('no catalog arrived')), CATALOG_TIMEOUT_MS);
+      session
+        .subscribe(this.namespace, 'catalog', {
+          onObject: (obj) => {
+            if (obj.status !== 0 || obj.payload.length === 0) return;
+            try {
+              const catalog = parseCatalog(obj.payload);
+              if (first) {
+                first = false;
+                clearTimeout(timer);
+                resolve(catalog);
+              } else if (!sameTracks(this.catalog, catalog)) {
+                onEnd(); // new tracks or init segments: start again with the new catalog
+              }
+            } catch (err) {
+              clearTimeout(timer);
+              reject(err);
+            }
+          },
+          onDone: onEnd,
+        })
+        .catch((err) => {
+          clearTimeout(timer);
+          reject(err);
+        });
+    });
+  }
+
+  async newSink(catalog) {
+    this.sink?.close();
+    this.trackState.clear();
+    this.started = false;
+    this.sink = await MseSink.open(this.video, catalog, (err) => {
+      this.lastError = err.message;
+    });
+  }
+
+  onMedia(track, obj) {
+    if (obj.status !== 0 || obj.payload.length === 0) return;
+    const now = performance.now();
+    this.lastMediaAt = now;
+    const st = this.trackState.get(track.name) ?? { group: -1, next: 0 };
+    // Resume where we were: groups before ours and objects we already have are skipped
+    // (a relay serves a new subscription from the start of its newest group).
+    if (obj.groupId < st.group) return;
+    if (obj.groupId === st.group && obj.objectId < st.next) return;
+    if (obj.groupId > st.group && obj.objectId !== 0 && track.role === 'video') return; // not a join point
+    st.group = obj.groupId;
+    st.next = obj.objectId + 1;
+    this.trackState.set(track.name, st);
+    if (track.role === 'video' && track.timescale) {
+      const t = decodeTime(obj.payload);
+      if (t !== undefined) {
+        const offset = performance.timeOrigin + now - (t / track.timescale) * 1000;
+        if (offset < this.offset) this.offset = offset;
+      }
+    }
+    this.bytesWindow.push([now, obj.payload.length]);
+    this.sink.append(track.name, obj.payload);
+  }
+
+  /** Playback steering, buffering detection, stats: five times a second. */
+  tick() {
+    const v = this.video;
+    const sink = this.sink;
+    const now = performance.now();
+    while (this.bytesWindow.length && now - this.bytesWindow[0][0] > 2000) this.bytesWindow.shift();
+    if (!sink) return;
+    const edge = sink.liveEdge();
+    if (edge === undefined) return;
+    if (!this.started) {
+      v.currentTime = Math.max(sink.newestStart(), edge - this.target);
+      this.started = true;
+      if (!this.userPaused) this.play();
+    }
+    const inRange = inBuffered(v.buffered, v.currentTime);
+    const lag = edge - v.currentTime;
+    if (!this.userPaused) {
+      if (!inRange || lag > this.target + JUMP_AFTER) {
+        // After a gap (reconnect) or far behind: go to just behind the live edge.
+        const to = Math.max(sink.newestStart(), edge - this.target);
+        if (Math.abs(v.currentTime - to) > 0.05) v.currentTime = to;
+        if (v.paused) this.play();
+      } else if (lag > this.target + 0.1) v.playbackRate = lag > this.target + 0.5 ? 1.15 : 1.05;
+      else if (lag < this.target / 2) v.playbackRate = 0.95;
+      else v.playbackRate = 1;
+    }
+    if (Number.isFinite(this.offset) && v.currentTime > 0) {
+      this.latency = (performance.timeOrigin + now - (v.currentTime * 1000 + this.offset)) / 1000;
+    }
+    if (now - (this.lastTrim ?? 0) > 5000) {
+      this.lastTrim = now;
+      sink.trim();
+    }
+    if (['connecting', 'reconnecting', 'buffering', 'playing', 'paused'].includes(this.state) || this.state === 'idle') {
+      if (this.userPaused) this.setState('paused');
+      else if (!v.paused && v.readyState >= 3 && inRange) this.setState('playing');
+      else if (this.session) this.setState('buffering', 'Buffering…');
+    }
+  }
+
+  async play() {
+    try {
+      await this.video.play();
+    } catch (err) {
+      if (err.name === 'NotAllowedError' && !this.video.muted) {
+        // Autoplay with sound needs a click; start muted and let the viewer unmute.
+        this.video.muted = true;
+        this.dispatchEvent(new CustomEvent('automuted'));
+        try {
+          await this.video.play();
+        } catch {
+          // still refused: the play button starts it
+        }
+      }
+    }
+  }
+
+  setPaused(paused) {
+    this.userPaused = paused;
+    if (paused) this.video.pause();
+    else {
+      const edge = this.sink?.liveEdge();
+      if (edge !== undefined) this.video.currentTime = Math.max(this.sink.newestStart(), edge - this.target);
+      this.play();
+    }
+  }
+
+  stats() {
+    const v = this.video;
+    const q = v.getVideoPlaybackQuality?.();
+    const edge = this.sink?.liveEdge();
+    const bytes = this.bytesWindow.reduce((n, [, b]) => n + b, 0);
+    const span = this.bytesWindow.length > 1 ? (this.bytesWindow.at(-1)[0] - this.bytesWindow[0][0]) / 1000 : 0;
+    return {
+      state: this.state,
+      latency: this.latency,
+      buffer: edge !== undefined ? Math.max(0, edge - v.currentTime) : 0,
+      bitrate: span > 0.5 ? (bytes * 8) / span : 0,
+      droppedFrames: q?.droppedVideoFrames ?? 0,
+      decodedFrames: q?.totalVideoFrames ?? 0,
+      relay: this.relay,
+      reconnects: this.reconnects,
+      currentTime: v.currentTime,
+      lowLatency: this.lowLatency,
+    };
+  }
+}
+
+function inBuffered(ranges, t) {
+  for (let i = 0; i < ranges.length; i++) if (t >= ranges.start(i) - 0.05 && t <= ranges.end(i)) return true;
+  return false;
+}
+
+function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

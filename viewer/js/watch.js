@@ -1,0 +1,37 @@
+/**
+ * Entry point of the watch page (/watch/<broadcast>): works out the broadcast and the
+ * relay from the URL, starts the player and binds the controls. Every failure ends up as
+ * a plain message in the page, never a blank page.
+ */
+
+import { broadcastOf, connectionOf } from './location.js';
+import { bindControls } from './controls.js';
+import { Player } from './player/player.js';
+
+function fail(message) {
+  document.body.dataset.state = 'error';
+  const status = document.getElementById('status');
+  status.className = 'overlay error';
+  status.textContent = message;
+}
+
+async function main() {
+  const namespace = broadcastOf(location.pathname);
+  if (!namespace) return fail('No channel named in the address: use /watch/<channel>.');
+  const name = namespace.join('/');
+  document.getElementById('title').textContent = name;
+  document.title = `${name} · Stagecast`;
+  let connection;
+  try {
+    connection = await connectionOf(location);
+  } catch (err) {
+    return fail(`Cannot work out where to connect: ${err.message}`);
+  }
+  const player = new Player(document.getElementById('video'), { ...connection, namespace });
+  bindControls(player);
+  // For people debugging in the console, and for the browser tests: the figures shown.
+  window.stagecast = { player, stats: () => player.stats() };
+  player.start();
+}
+
+main().catch((err) => fail(`The player failed to start: ${err.message}`));
