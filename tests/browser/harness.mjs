@@ -64,7 +64,9 @@ export class Node {
     const log = createWriteStream(join(this.dir, `${this.name}.log`), { flags: 'a' });
     this.child = spawn(bin(this.binary), args, {
       stdio: ['ignore', 'ignore', 'pipe'],
-      env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'info' },
+      // These tests are about watching, not about who may publish: nodes run open
+      // (STAGECAST_NO_AUTH; ignored by builds without authentication).
+      env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'info', STAGECAST_NO_AUTH: 'true' },
     });
     const child = this.child;
     running.add(child);

@@ -175,29 +175,39 @@ export class Player extends EventTarget {
     return mediaSeen;
   }
 
+  /**
+   * Subscribes to the catalog and resolves with the first one; a later catalog with other
+   * tracks or init segments ends the session (`onEnd`) so it starts again with it.
+   */
   subscribeCatalog(session, onEnd) {
     return new Promise((resolve, reject) => {
-      let first = true;
+      let seen = null;
       const timer = setTimeout(() => reject(new Error('no catalog arrived')), CATALOG_TIMEOUT_MS);
+      const onObject = (obj) => {
+        if (obj.status !== 0 || obj.payload.length === 0) return;
+        let catalog;
+        try {
+          catalog = parseCatalog(obj.payload);
+        } catch (err) {
+          clearTimeout(timer);
+          reject(err);
+          return;
+        }
+        if (!seen) {
+          seen = catalog;
+          clearTimeout(timer);
+          resolve(catalog);
+        } else if (!sameTracks(seen, catalog)) {
+          onEnd();
+        }
+      };
       session
-        .subscribe(this.namespace, 'catalog', {
-          onObject: (obj) => {
-            if (obj.status !== 0 || obj.payload.length === 0) return;
-            try {
-              const catalog = parseCatalog(obj.payload);
-              if (first) {
-                first = false;
-                clearTimeout(timer);
-                resolve(catalog);
-              } else if (!sameTracks(this.catalog, catalog)) {
-                onEnd(); // new tracks or init segments: start again with the new catalog
-              }
-            } catch (err) {
-              clearTimeout(timer);
-              reject(err);
-            }
-          },
-          onDone: onEnd,
+        .subscribe(this.namespace, 'catalog', { onObject, onDone: onEnd })
+        .then((sub) => {
+          // A joining FETCH of the current group gets the catalog even from a publisher
+          // whose SUBSCRIBE only sends what comes next. Ours send the newest group at
+          // once and answer FETCH with NOT_SUPPORTED: then the subscription alone serves.
+          session.joiningFetch(sub, 0, { onObject }).catch(() => {});
         })
         .catch((err) => {
           clearTimeout(timer);
