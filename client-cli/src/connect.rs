@@ -4,7 +4,9 @@
 use anyhow::Context;
 use clap::Args;
 use moq_transport::session::{Publisher, Session, Subscriber};
+use moq_transport::setup::AuthorizationToken;
 use stagecast_proto::endpoint::ClientEndpoint;
+use stagecast_proto::token::JWT_TOKEN_TYPE;
 use stagecast_proto::trust::{trust_for, ClientTrust};
 use stagecast_proto::web_transport_quinn;
 use url::Url;
@@ -19,6 +21,9 @@ pub struct ConnectArgs {
     /// (default http://HOST:8080/certificate.sha256).
     #[arg(long, env = "STAGECAST_CERT_URL", global = true)]
     pub cert_url: Option<Url>,
+    /// Access token (from `stagecast token issue`), presented at setup.
+    #[arg(long, env = "STAGECAST_TOKEN", global = true, hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 impl ConnectArgs {
@@ -40,11 +45,19 @@ pub struct Connection {
 }
 
 /// Connects and completes the MoQ SETUP.
-pub async fn connect_session(url: &Url, trust: &ClientTrust) -> anyhow::Result<Connection> {
+pub async fn connect_session(
+    url: &Url,
+    trust: &ClientTrust,
+    token: Option<&str>,
+) -> anyhow::Result<Connection> {
     let client = ClientEndpoint::new()?;
     let (transport_session, transport) = client.connect(url, trust).await?;
+    let tokens = token
+        .iter()
+        .map(|t| AuthorizationToken::new(JWT_TOKEN_TYPE, t.as_bytes().to_vec()))
+        .collect();
     let (session, publisher, subscriber) =
-        Session::connect(transport_session.clone().into(), None, transport)
+        Session::connect_with_tokens(transport_session.clone().into(), None, transport, tokens)
             .await
             .with_context(|| format!("MoQ setup with {url} failed"))?;
     Ok(Connection {

@@ -10,3 +10,4 @@ pub mod pacing;
 pub mod progress;
 pub mod publish;
 pub mod subscribe;
+pub mod token;

@@ -1,7 +1,7 @@
 //! `stagecast`: the Stagecast command line.
 
 use clap::{Parser, Subcommand};
-use stagecast_cli::{publish, subscribe};
+use stagecast_cli::{publish, subscribe, token};
 
 /// Stagecast: interactive live streaming over Media over QUIC.
 #[derive(Parser, Debug)]
@@ -17,6 +17,9 @@ enum Command {
     Publish(publish::PublishArgs),
     /// Receive a broadcast as a playable fragmented MP4 on stdout or a file.
     Subscribe(subscribe::SubscribeArgs),
+    /// Make the token key, issue and verify access tokens.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
 }
 
 #[tokio::main]
@@ -26,6 +29,7 @@ async fn main() {
     let result = match cli.command {
         Command::Publish(args) => publish::run(args).await,
         Command::Subscribe(args) => subscribe::run(args).await,
+        Command::Token(command) => token::run(command),
     };
     if let Err(err) = result {
         eprintln!("stagecast: {err:#}");

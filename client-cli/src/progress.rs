@@ -51,6 +51,7 @@ impl Progress {
         let link = match link {
             LinkState::Connecting { url } => format!("connecting to {url}"),
             LinkState::Connected { url } => format!("connected to {url}"),
+            LinkState::Refused { reason } => format!("refused: {reason}"),
             LinkState::Disconnected { reason, retry_in } => {
                 format!(
                     "disconnected ({reason}); retrying in {:.1}s",

@@ -65,48 +65,22 @@ pub async fn run(args: PublishArgs) -> anyhow::Result<()> {
         UpstreamConfig {
             urls: vec![args.url.clone()],
             trust,
+            token: args.connect.token.clone(),
         },
         link_tx,
     ));
 
     let mut progress = Progress::new();
-    let result = match &args.file {
-        Some(path) => {
-            let mut pacer = Pacer::default();
-            let mut ingest = CmafIngest::new();
-            loop {
-                let file = tokio::fs::File::open(path)
-                    .await
-                    .with_context(|| format!("cannot open {}", path.display()))?;
-                let read = pump(
-                    file,
-                    &mut ingest,
-                    &mut broadcast,
-                    Some(&mut pacer),
-                    &mut progress,
-                    &link_rx,
-                )
-                .await;
-                if let Err(err) = read {
-                    break Err(err);
-                }
-                if !args.repeat {
-                    break Ok(());
-                }
-                ingest.begin_loop();
-            }
-        }
-        None => {
-            let mut ingest = CmafIngest::new();
-            pump(
-                tokio::io::stdin(),
-                &mut ingest,
-                &mut broadcast,
-                None,
-                &mut progress,
-                &link_rx,
-            )
-            .await
+    let mut refused = link_rx.clone();
+    // A refusal (bad token, no grant for this path) will not heal by retrying: stop.
+    let result = tokio::select! {
+        result = read_input(&args, &mut broadcast, &mut progress, &link_rx) => result,
+        refusal = refused.wait_for(|s| matches!(s, LinkState::Refused { .. })) => {
+            let reason = match refusal.as_deref() {
+                Ok(LinkState::Refused { reason }) => reason.clone(),
+                _ => "refused".to_string(),
+            };
+            Err(anyhow::anyhow!("the server refused the broadcast: {reason}"))
         }
     };
     progress.finish();
@@ -120,6 +94,46 @@ pub async fn run(args: PublishArgs) -> anyhow::Result<()> {
         "input ended; broadcast finished"
     );
     Ok(())
+}
+
+/// Publishes the whole input: stdin, or the file (once, or looped).
+async fn read_input(
+    args: &PublishArgs,
+    broadcast: &mut CmafBroadcast,
+    progress: &mut Progress,
+    link: &watch::Receiver<LinkState>,
+) -> anyhow::Result<()> {
+    let mut ingest = CmafIngest::new();
+    let Some(path) = &args.file else {
+        return pump(
+            tokio::io::stdin(),
+            &mut ingest,
+            broadcast,
+            None,
+            progress,
+            link,
+        )
+        .await;
+    };
+    let mut pacer = Pacer::default();
+    loop {
+        let file = tokio::fs::File::open(path)
+            .await
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        pump(
+            file,
+            &mut ingest,
+            broadcast,
+            Some(&mut pacer),
+            progress,
+            link,
+        )
+        .await?;
+        if !args.repeat {
+            return Ok(());
+        }
+        ingest.begin_loop();
+    }
 }
 
 /// Feeds one pass over `input` through ingest into the broadcast.

@@ -48,7 +48,7 @@ pub struct SubscribeArgs {
 pub async fn run(args: SubscribeArgs) -> anyhow::Result<()> {
     let namespace = namespace_from_path(&args.broadcast)?;
     let trust = args.connect.trust(&args.url).await?;
-    let connection = connect_session(&args.url, &trust).await?;
+    let connection = connect_session(&args.url, &trust, args.connect.token.as_deref()).await?;
     let session_task = tokio::spawn(connection.session.run());
 
     let output: Box<dyn AsyncWrite + Unpin + Send> = match &args.output {
@@ -59,7 +59,27 @@ pub async fn run(args: SubscribeArgs) -> anyhow::Result<()> {
         ),
         None => Box::new(tokio::io::stdout()),
     };
-    let result = receive(&args, namespace, connection.subscriber, output).await;
+    let result = receive(&args, namespace, connection.subscriber, output)
+        .await
+        .map_err(|err| match connection.transport.close_reason() {
+            // The server closed the whole session (a refused or expired token): that is the
+            // cause worth showing.
+            Some(reason) => anyhow!("the server closed the session: {reason}").context(err),
+            None => err,
+        });
+    if let Ok(Ending::Abnormal) = result {
+        // Tracks that broke off together usually mean the server closed the session (an
+        // expired token, a restart): wait a moment for its reason, which says more.
+        if let Some((code, reason)) = stagecast_proto::close::connection_close(
+            &connection.transport,
+            Duration::from_millis(500),
+        )
+        .await
+        {
+            tracing::warn!(code, "the server closed the session: {reason}");
+        }
+    }
+    let result = result.map(|_| ());
     // Close with a reason so the server ends its side at once rather than on idle timeout.
     connection.transport.close(0, b"done");
     let _ = tokio::time::timeout(Duration::from_secs(2), connection.client.wait_idle()).await;
@@ -72,7 +92,7 @@ async fn receive(
     namespace: TrackNamespace,
     subscriber: Subscriber,
     mut output: Box<dyn AsyncWrite + Unpin + Send>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Ending> {
     let broadcast = &args.broadcast;
     let (catalog_sub, catalog_reader) = subscribe(&subscriber, &namespace, CATALOG_TRACK)
         .await
@@ -124,17 +144,28 @@ async fn receive(
     // With --duration the readers are still going; otherwise they have all ended, and
     // how they ended (publisher finished, or gone) is worth a message.
     readers.abort_all();
+    let mut ending = Ending::Normal;
     while let Some(done) = readers.join_next().await {
         if let Ok(Err(err)) = done {
             tracing::warn!("broadcast ended abnormally: {err:#}");
+            ending = Ending::Abnormal;
         }
     }
+
     drop(subscriptions);
     if fragments == 0 && deadline.is_none() {
         bail!("{broadcast} ended before any media arrived");
     }
     tracing::info!(fragments, "done");
-    Ok(())
+    Ok(ending)
+}
+
+/// How the media tracks ended.
+enum Ending {
+    /// The publisher finished, or `--duration` passed.
+    Normal,
+    /// A track broke off: its source went away or the session closed.
+    Abnormal,
 }
 
 async fn write_all(output: &mut (impl AsyncWrite + Unpin), bytes: &[u8]) -> anyhow::Result<()> {

@@ -8,9 +8,11 @@
 //! - [`path`]: broadcast paths (`live/alice`) and their MoQ track namespaces.
 
 pub mod certificate;
+pub mod close;
 pub mod endpoint;
 pub mod logging;
 pub mod path;
+pub mod token;
 pub mod trust;
 
 pub use moq_transport;

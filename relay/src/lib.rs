@@ -14,6 +14,8 @@
 //! Media-agnostic: nothing here parses CMAF, catalogs or interaction payloads.
 
 pub mod accept;
+pub mod auth;
+pub mod auth_args;
 pub mod cache;
 pub mod http;
 pub mod local;

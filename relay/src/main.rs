@@ -8,6 +8,7 @@ use clap::Parser;
 use stagecast_proto::certificate::ServerIdentity;
 use stagecast_proto::endpoint::{ClientEndpoint, ServerEndpoint};
 use stagecast_proto::trust::ClientTrust;
+use stagecast_relay::auth_args::AuthArgs;
 use stagecast_relay::upstream::{run_upstream, LinkState, UpstreamConfig};
 use stagecast_relay::{Relay, RelayConfig};
 use url::Url;
@@ -43,6 +44,12 @@ struct Args {
     /// comma-separate, one per upstream) instead of the system roots.
     #[arg(long, env = "STAGECAST_UPSTREAM_FINGERPRINT", value_delimiter = ',')]
     upstream_fingerprint: Vec<String>,
+    /// Token this relay presents to its upstream (`stagecast token issue --sub relay-1
+    /// --publish "" --subscribe ""`).
+    #[arg(long, env = "STAGECAST_UPSTREAM_TOKEN", hide_env_values = true)]
+    upstream_token: Option<String>,
+    #[command(flatten)]
+    auth: AuthArgs,
 }
 
 #[tokio::main]
@@ -53,7 +60,10 @@ async fn main() -> anyhow::Result<()> {
         (Some(cert), Some(key)) => ServerIdentity::load_pem(cert, key)?,
         _ => ServerIdentity::load_or_create_dev(&args.data_dir, &[])?,
     };
-    let relay = Relay::new(RelayConfig::default());
+    let relay = Relay::new(RelayConfig {
+        auth: args.auth.policy(None)?,
+        ..Default::default()
+    });
     let endpoint = ServerEndpoint::bind(args.bind, &identity)?;
     let http = tokio::net::TcpListener::bind(args.http_bind)
         .await
@@ -89,6 +99,7 @@ async fn main() -> anyhow::Result<()> {
         let config = UpstreamConfig {
             urls: args.upstream.clone(),
             trust,
+            token: args.upstream_token.clone(),
         };
         let (state, _) = tokio::sync::watch::channel(LinkState::Disconnected {
             reason: "not started".into(),

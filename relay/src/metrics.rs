@@ -66,6 +66,7 @@ pub struct MetricsInner {
     pub upstream_connected: Gauge,
     pub upstream_reconnects_total: Counter,
     pub source_resumes_total: Counter,
+    pub auth_failures_total: Counter,
 }
 
 /// Shared handle to the relay's metrics.
@@ -149,6 +150,11 @@ impl Metrics {
             "stagecast_source_resumes_total",
             "Track subscriptions resumed at a source after it was lost.",
             self.source_resumes_total.get(),
+        );
+        counter(
+            "stagecast_auth_failures_total",
+            "Sessions and requests refused for want of authorization.",
+            self.auth_failures_total.get(),
         );
         out
     }

@@ -13,6 +13,7 @@ use moq_transport::serve::{ServeError, Track};
 use moq_transport::session::{Subscribed, Subscriber};
 use tokio::sync::watch;
 
+use crate::auth::AuthPolicy;
 use crate::cache::{CacheLimits, TrackCache};
 use crate::metrics::{GaugeGuard, Metrics};
 use crate::registry::{SharedTrack, TrackRegistry};
@@ -25,6 +26,7 @@ use crate::upstream::UpstreamSession;
 #[derive(Clone, Debug, Default)]
 pub struct RelayConfig {
     pub cache: CacheLimits,
+    pub auth: AuthPolicy,
 }
 
 struct RelayInner {

@@ -5,9 +5,15 @@
 //! sends PUBLISH_NAMESPACE (routed here until withdrawn or the session ends). Requests
 //! this relay does not serve yet are refused with a clear error instead of left waiting.
 
+use std::sync::Arc;
+
+use moq_transport::message::RequestErrorCode;
+use moq_transport::serve::ServeError;
 use moq_transport::session::{Publisher, Session, SessionError, Subscriber};
 use stagecast_proto::endpoint::Accepted;
+use stagecast_proto::path::path_from_namespace;
 
+use crate::auth::{SessionAuth, SESSION_EXPIRED_AUTH_TOKEN};
 use crate::metrics::GaugeGuard;
 use crate::relay::Relay;
 use crate::router::{SessionId, Source};
@@ -15,15 +21,51 @@ use crate::router::{SessionId, Source};
 /// Serves an accepted connection until it closes.
 pub async fn serve_session(relay: Relay, accepted: Accepted) -> Result<(), SessionError> {
     let remote = accepted.remote;
+    let transport = accepted.session.clone();
     let (session, publisher, subscriber) =
         Session::accept(accepted.session.into(), None, accepted.transport).await?;
+    let auth = match relay
+        .config()
+        .auth
+        .authorize(session.setup_params(), &accepted.url)
+    {
+        Ok(auth) => Arc::new(auth),
+        Err(err) => {
+            relay.metrics().auth_failures_total.inc();
+            tracing::info!(%remote, %err, "session refused");
+            transport.close(err.session_code(), err.to_string().as_bytes());
+            return Ok(());
+        }
+    };
     let id = relay.next_session_id();
     relay.metrics().sessions_total.inc();
     let _open = GaugeGuard::new(&relay.metrics().sessions);
-    tracing::info!(session = id, %remote, transport = ?accepted.transport, "session started");
-    let result = run_session(&relay, id, session, publisher, subscriber).await;
+    tracing::info!(session = id, %remote, transport = ?accepted.transport, who = auth.subject(), "session started");
+    let expiry = auth.expires_at();
+    let result = tokio::select! {
+        result = run_session(&relay, id, auth, session, publisher, subscriber) => result,
+        // Closed inside the branch's future, before select drops the session's tasks:
+        // their stream resets would otherwise reach the peer ahead of the reason.
+        () = async {
+            expire(expiry).await;
+            relay.metrics().auth_failures_total.inc();
+            tracing::info!(session = id, "authorization token expired; closing the session");
+            transport.close(SESSION_EXPIRED_AUTH_TOKEN, b"authorization token expired");
+        } => Ok(())
+    };
     tracing::info!(session = id, ?result, "session ended");
     result
+}
+
+/// Resolves when the session's token expires (never, without one).
+async fn expire(at: Option<std::time::SystemTime>) {
+    let Some(at) = at else {
+        return std::future::pending().await;
+    };
+    let left = at
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    tokio::time::sleep(left).await;
 }
 
 /// Drives a session's requests in both roles. Also used for the upstream link, where this
@@ -31,19 +73,25 @@ pub async fn serve_session(relay: Relay, accepted: Accepted) -> Result<(), Sessi
 pub(crate) async fn run_session(
     relay: &Relay,
     id: SessionId,
+    auth: Arc<SessionAuth>,
     session: Session,
     publisher: Option<Publisher>,
     subscriber: Option<Subscriber>,
 ) -> Result<(), SessionError> {
     tokio::select! {
         result = session.run() => result,
-        () = answer_subscribes(relay.clone(), id, publisher.clone()) => Ok(()),
-        () = refuse_unsupported(publisher) => Ok(()),
-        () = accept_namespaces(relay.clone(), id, subscriber) => Ok(()),
+        () = answer_subscribes(relay.clone(), id, auth.clone(), publisher.clone()) => Ok(()),
+        () = refuse_unsupported(publisher, subscriber.clone()) => Ok(()),
+        () = accept_namespaces(relay.clone(), id, auth, subscriber) => Ok(()),
     }
 }
 
-async fn answer_subscribes(relay: Relay, id: SessionId, publisher: Option<Publisher>) {
+async fn answer_subscribes(
+    relay: Relay,
+    id: SessionId,
+    auth: Arc<SessionAuth>,
+    publisher: Option<Publisher>,
+) {
     let Some(mut publisher) = publisher else {
         return std::future::pending().await;
     };
@@ -53,6 +101,13 @@ async fn answer_subscribes(relay: Relay, id: SessionId, publisher: Option<Publis
         tokio::select! {
             subscribed = publisher.subscribed() => match subscribed {
                 Some(subscribed) => {
+                    let path = path_from_namespace(&subscribed.info.track_namespace);
+                    if let Err(err) = auth.check_subscribe(&path) {
+                        relay.metrics().auth_failures_total.inc();
+                        tracing::info!(session = id, %err, "subscribe refused");
+                        let _ = subscribed.close(ServeError::Closed(RequestErrorCode::Unauthorized as u64));
+                        continue;
+                    }
                     let relay = relay.clone();
                     serving.spawn(async move { relay.serve_subscribe(subscribed, id).await });
                 }
@@ -65,10 +120,18 @@ async fn answer_subscribes(relay: Relay, id: SessionId, publisher: Option<Publis
     std::future::pending().await
 }
 
-/// SUBSCRIBE_NAMESPACE and TRACK_STATUS are not served yet: refuse them at once.
-async fn refuse_unsupported(publisher: Option<Publisher>) {
-    let Some(mut publisher) = publisher else {
+/// SUBSCRIBE_NAMESPACE, TRACK_STATUS and PUBLISH are not served yet: refuse them at once
+/// rather than leave them queued.
+async fn refuse_unsupported(publisher: Option<Publisher>, subscriber: Option<Subscriber>) {
+    let (Some(mut publisher), Some(mut subscriber)) = (publisher, subscriber) else {
         return std::future::pending().await;
+    };
+    let publishes = async {
+        while let Some(publish) = subscriber.publish_received().await {
+            publish.close(ServeError::NotImplemented(
+                "PUBLISH is not supported by this relay; use PUBLISH_NAMESPACE".into(),
+            ));
+        }
     };
     let mut status_publisher = publisher.clone();
     let namespaces = async {
@@ -84,11 +147,16 @@ async fn refuse_unsupported(publisher: Option<Publisher>) {
             drop(request);
         }
     };
-    futures_util::join!(namespaces, statuses);
+    futures_util::join!(namespaces, statuses, publishes);
     std::future::pending().await
 }
 
-async fn accept_namespaces(relay: Relay, id: SessionId, subscriber: Option<Subscriber>) {
+async fn accept_namespaces(
+    relay: Relay,
+    id: SessionId,
+    auth: Arc<SessionAuth>,
+    subscriber: Option<Subscriber>,
+) {
     let Some(mut subscriber) = subscriber else {
         return std::future::pending().await;
     };
@@ -102,6 +170,13 @@ async fn accept_namespaces(relay: Relay, id: SessionId, subscriber: Option<Subsc
             },
             Some(_) = routes.join_next(), if !routes.is_empty() => continue,
         };
+        let path = path_from_namespace(&published.info.namespace);
+        if let Err(err) = auth.check_publish(&path) {
+            relay.metrics().auth_failures_total.inc();
+            tracing::info!(session = id, %err, "namespace refused");
+            let _ = published.reject(RequestErrorCode::Unauthorized as u64, &err.to_string());
+            continue;
+        }
         let relay = relay.clone();
         let source = Source::Session {
             session: id,

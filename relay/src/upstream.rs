@@ -7,17 +7,23 @@
 //! turn, and the namespaces are forwarded again.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use moq_transport::coding::TrackNamespace;
+use moq_transport::message::RequestErrorCode;
+use moq_transport::serve::ServeError;
 use moq_transport::session::{Publisher, Session, Subscriber};
+use moq_transport::setup::AuthorizationToken;
 use rand::Rng;
 use stagecast_proto::endpoint::ClientEndpoint;
+use stagecast_proto::token::JWT_TOKEN_TYPE;
 use stagecast_proto::trust::ClientTrust;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use url::Url;
 
+use crate::auth::SessionAuth;
 use crate::relay::Relay;
 use crate::router::SessionId;
 use crate::session::run_session;
@@ -40,9 +46,21 @@ pub struct UpstreamSession {
 /// Where the link stands, for logs and progress displays.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LinkState {
-    Connecting { url: Url },
-    Connected { url: Url },
-    Disconnected { reason: String, retry_in: Duration },
+    Connecting {
+        url: Url,
+    },
+    Connected {
+        url: Url,
+    },
+    Disconnected {
+        reason: String,
+        retry_in: Duration,
+    },
+    /// The upstream refused this node's authorization (its token, or a namespace it
+    /// forwarded); retrying will not help until the token or the grant changes.
+    Refused {
+        reason: String,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -50,6 +68,8 @@ pub struct UpstreamConfig {
     /// Upstreams in order of preference; the next is tried when one fails.
     pub urls: Vec<Url>,
     pub trust: ClientTrust,
+    /// The token this node presents upstream (draft-18 AUTHORIZATION TOKEN in SETUP).
+    pub token: Option<String>,
 }
 
 /// Runs the link until the process ends. `state` reports its progress.
@@ -67,7 +87,7 @@ pub async fn run_upstream(
         };
         state.send_replace(LinkState::Connecting { url: url.clone() });
         let started = tokio::time::Instant::now();
-        let reason = match connect(&client, &url, &config.trust).await {
+        let reason = match connect(&client, &url, &config).await {
             Ok((session, publisher, subscriber)) => {
                 let id = relay.next_session_id();
                 if relay.metrics().upstream_connected.get() == 0 && attempt > 0 {
@@ -82,17 +102,27 @@ pub async fn run_upstream(
                 state.send_replace(LinkState::Connected { url: url.clone() });
                 tracing::info!(%url, session = id, "upstream link up");
                 let result = tokio::select! {
-                    result = run_session(&relay, id, session, Some(publisher.clone()), Some(subscriber)) => result,
-                    () = forward_namespaces(relay.clone(), id, publisher) => Ok(()),
+                    result = run_session(&relay, id, Arc::new(SessionAuth::Upstream), session, Some(publisher.clone()), Some(subscriber)) => result,
+                    () = forward_namespaces(relay.clone(), id, publisher, state.clone()) => Ok(()),
                 };
                 relay.set_upstream(None);
                 relay.metrics().upstream_connected.dec();
                 match result {
                     Ok(()) => "upstream closed the session".to_string(),
-                    Err(err) => err.to_string(),
+                    Err(err) => {
+                        if let Some(reason) = auth_refusal(&err) {
+                            state.send_replace(LinkState::Refused { reason });
+                        }
+                        err.to_string()
+                    }
                 }
             }
-            Err(err) => err,
+            Err((reason, refusal)) => {
+                if let Some(refusal) = refusal {
+                    state.send_replace(LinkState::Refused { reason: refusal });
+                }
+                reason
+            }
         };
         if started.elapsed() >= STABLE_AFTER {
             backoff = BACKOFF_MIN;
@@ -108,23 +138,63 @@ pub async fn run_upstream(
     }
 }
 
+/// The upstream's reason, when it closed the session over authorization (draft-18
+/// §15.10.1: UNAUTHORIZED, MALFORMED_AUTH_TOKEN, EXPIRED_AUTH_TOKEN).
+fn auth_refusal(err: &moq_transport::session::SessionError) -> Option<String> {
+    use crate::auth::{
+        SESSION_EXPIRED_AUTH_TOKEN, SESSION_MALFORMED_AUTH_TOKEN, SESSION_UNAUTHORIZED,
+    };
+    let (code, reason) = stagecast_proto::close::peer_close(err)?;
+    [
+        SESSION_UNAUTHORIZED,
+        SESSION_MALFORMED_AUTH_TOKEN,
+        SESSION_EXPIRED_AUTH_TOKEN,
+    ]
+    .map(u64::from)
+    .contains(&code)
+    .then_some(reason)
+}
+
 async fn connect(
     client: &ClientEndpoint,
     url: &Url,
-    trust: &ClientTrust,
-) -> Result<(Session, Publisher, Subscriber), String> {
-    let (session, transport) = tokio::time::timeout(CONNECT_TIMEOUT, client.connect(url, trust))
+    config: &UpstreamConfig,
+) -> Result<(Session, Publisher, Subscriber), (String, Option<String>)> {
+    let (session, transport) =
+        tokio::time::timeout(CONNECT_TIMEOUT, client.connect(url, &config.trust))
+            .await
+            .map_err(|_| {
+                (
+                    format!("no answer from {url} within {CONNECT_TIMEOUT:?}"),
+                    None,
+                )
+            })?
+            .map_err(|e| (e.to_string(), None))?;
+    let tokens = config
+        .token
+        .iter()
+        .map(|t| AuthorizationToken::new(JWT_TOKEN_TYPE, t.as_bytes().to_vec()))
+        .collect();
+    Session::connect_with_tokens(session.into(), None, transport, tokens)
         .await
-        .map_err(|_| format!("no answer from {url} within {CONNECT_TIMEOUT:?}"))?
-        .map_err(|e| e.to_string())?;
-    Session::connect(session.into(), None, transport)
-        .await
-        .map_err(|e| format!("MoQ setup with {url} failed: {e}"))
+        .map_err(|e| {
+            let reason = format!("MoQ setup with {url} failed: {e}");
+            if let Some(refusal) = auth_refusal(&e) {
+                // Published before the caller logs the failure, so a watcher sees why.
+                return (reason, Some(refusal));
+            }
+            (reason, None)
+        })
 }
 
 /// Keeps every namespace published here (except those that came from the upstream
 /// itself) published upstream too, and answers the SUBSCRIBEs that arrive for them.
-async fn forward_namespaces(relay: Relay, upstream_id: SessionId, publisher: Publisher) {
+async fn forward_namespaces(
+    relay: Relay,
+    upstream_id: SessionId,
+    publisher: Publisher,
+    state: watch::Sender<LinkState>,
+) {
     let mut announced = relay.router().announced();
     let mut forwarded: HashMap<TrackNamespace, tokio::task::AbortHandle> = HashMap::new();
     let mut tasks = JoinSet::new();
@@ -146,6 +216,7 @@ async fn forward_namespaces(relay: Relay, upstream_id: SessionId, publisher: Pub
                 upstream_id,
                 publisher.clone(),
                 namespace.clone(),
+                state.clone(),
             ));
             forwarded.insert(namespace, task);
         }
@@ -161,6 +232,7 @@ async fn forward_one(
     upstream_id: SessionId,
     mut publisher: Publisher,
     namespace: TrackNamespace,
+    state: watch::Sender<LinkState>,
 ) {
     let publication = match publisher.publish_namespace_start(namespace.clone()).await {
         Ok(publication) => publication,
@@ -169,6 +241,18 @@ async fn forward_one(
             return;
         }
     };
+    if let Err(err) = publication.ok().await {
+        let path = stagecast_proto::path::path_from_namespace(&namespace);
+        let reason = match err {
+            ServeError::Closed(code) if code == RequestErrorCode::Unauthorized as u64 => {
+                format!("not authorized to publish {path}")
+            }
+            other => format!("publishing {path} was refused: {other}"),
+        };
+        tracing::warn!(%reason, "upstream refused namespace");
+        state.send_replace(LinkState::Refused { reason });
+        return;
+    }
     let mut serving = JoinSet::new();
     loop {
         tokio::select! {

@@ -13,6 +13,7 @@ use anyhow::Context;
 use clap::Parser;
 use stagecast_proto::certificate::ServerIdentity;
 use stagecast_proto::endpoint::ServerEndpoint;
+use stagecast_relay::auth_args::AuthArgs;
 use stagecast_relay::{Relay, RelayConfig};
 
 /// The Stagecast origin server.
@@ -44,7 +45,12 @@ struct Args {
     /// Do not publish the demo channel (demo/live).
     #[arg(long, env = "STAGECAST_NO_DEMO")]
     no_demo: bool,
+    #[command(flatten)]
+    auth: AuthArgs,
 }
+
+/// The token key the origin makes in its data directory when none is given.
+const AUTH_KEY_FILE: &str = "auth.key";
 
 /// How often a running server checks whether its development certificate needs renewing.
 const RENEW_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
@@ -87,7 +93,10 @@ async fn main() -> anyhow::Result<()> {
         (Some(cert), Some(key)) => ServerIdentity::load_pem(cert, key)?,
         _ => ServerIdentity::load_or_create_dev(&args.data_dir, &args.dev_cert_hosts)?,
     };
-    let relay = Relay::new(RelayConfig::default());
+    let relay = Relay::new(RelayConfig {
+        auth: args.auth.policy(Some(&args.data_dir.join(AUTH_KEY_FILE)))?,
+        ..Default::default()
+    });
     let endpoint = ServerEndpoint::bind(args.bind, &identity)?;
     let http = tokio::net::TcpListener::bind(args.http_bind)
         .await
@@ -114,6 +123,15 @@ async fn main() -> anyhow::Result<()> {
         http_addr.port()
     );
     eprintln!("  certificate SHA-256 {}", identity.fingerprint);
+    if let Some(key) = args
+        .auth
+        .auth_key_file
+        .clone()
+        .or_else(|| Some(args.data_dir.join(AUTH_KEY_FILE)))
+        .filter(|_| !args.auth.no_auth)
+    {
+        eprintln!("  token key:          {}", key.display());
+    }
     if !args.no_demo {
         eprintln!("  demo channel:       {}", demo::DEMO_BROADCAST);
         let relay = relay.clone();

@@ -313,13 +313,21 @@ fn first_fragment_end(data: &[u8]) -> Option<usize> {
     None
 }
 
-/// `stagecast publish URL BROADCAST` reading stdin.
-pub fn publisher(dir: &Path, url: &str, broadcast: &str, fingerprint: &str) -> Child {
+/// `stagecast publish URL BROADCAST` reading stdin, with a token allowing it.
+pub fn publisher(dir: &Path, url: &str, broadcast: &str, fingerprint: &str, token: &str) -> Child {
     let log =
         std::fs::File::create(dir.join(format!("publish-{}.log", broadcast.replace('/', "_"))))
             .expect("log file");
     Command::new(bin("stagecast"))
-        .args(["publish", url, broadcast, "--fingerprint", fingerprint])
+        .args([
+            "publish",
+            url,
+            broadcast,
+            "--fingerprint",
+            fingerprint,
+            "--token",
+            token,
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(log)

@@ -21,6 +21,8 @@ pub struct Node {
     pub fingerprint: String,
     /// Where the node's log goes.
     pub log: PathBuf,
+    /// The deployment's token key (the origin's, shared by its relays).
+    pub key_file: PathBuf,
 }
 
 impl Node {
@@ -36,7 +38,9 @@ impl Node {
             data.display().to_string(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
-        Node::start(dir, name, "stagecast-server", &args)
+        let mut node = Node::start(dir, name, "stagecast-server", &args);
+        node.key_file = data.join("auth.key");
+        node
     }
 
     /// Starts an origin without the demo channel.
@@ -53,6 +57,8 @@ impl Node {
     pub fn relay_with_failover(dir: &Path, name: &str, upstreams: &[&Node]) -> Node {
         let data = dir.join(name);
         let urls: Vec<String> = upstreams.iter().map(|n| n.moqt_url()).collect();
+        let key_file = upstreams[0].key_file.clone();
+        let token = issue_token(&key_file, name, &[""], &[""], "1h");
         let pins: Vec<String> = upstreams.iter().map(|n| n.fingerprint.clone()).collect();
         let args: Vec<String> = vec![
             "--upstream".into(),
@@ -65,8 +71,13 @@ impl Node {
             "[::]:0".into(),
             "--data-dir".into(),
             data.display().to_string(),
+            "--auth-key-file".into(),
+            key_file.display().to_string(),
+            "--upstream-token".into(),
+            token,
         ];
-        let node = Node::start(dir, name, "stagecast-relay", &args);
+        let mut node = Node::start(dir, name, "stagecast-relay", &args);
+        node.key_file = key_file;
         let http = node.http_port;
         crate::wait_until(
             &format!("{name} to connect upstream"),
@@ -122,11 +133,17 @@ impl Node {
             binary: binary.to_string(),
             args: args.to_vec(),
             dir: dir.to_path_buf(),
+            key_file: PathBuf::new(),
             quic_port: quic_port.unwrap_or_default(),
             http_port: http_port.unwrap_or_default(),
             fingerprint: fingerprint.unwrap_or_default(),
             log,
         }
+    }
+
+    /// A token from this deployment's key allowing to publish under `prefix`.
+    pub fn publish_token(&self, prefix: &str) -> String {
+        issue_token(&self.key_file, "publisher", &[prefix], &[], "1h")
     }
 
     pub fn moqt_url(&self) -> String {
@@ -173,6 +190,7 @@ impl Node {
         );
         let old = std::mem::replace(self, restarted);
         self.name = old.name.clone();
+        self.key_file = old.key_file.clone();
         // Dropping the old handle kills nothing: its process is already gone.
         drop(old);
     }
@@ -197,4 +215,30 @@ pub fn metric(http_port: u16, name: &str) -> Option<f64> {
         let (key, value) = l.split_once(' ')?;
         (key == name).then(|| value.trim().parse().ok()).flatten()
     })
+}
+
+/// Issues a token with `stagecast token issue`.
+pub fn issue_token(
+    key_file: &Path,
+    sub: &str,
+    publish: &[&str],
+    subscribe: &[&str],
+    ttl: &str,
+) -> String {
+    let mut cmd = Command::new(bin("stagecast"));
+    cmd.args(["token", "issue", "--key-file"]).arg(key_file);
+    cmd.args(["--sub", sub, "--ttl", ttl]);
+    for p in publish {
+        cmd.args(["--publish", p]);
+    }
+    for p in subscribe {
+        cmd.args(["--subscribe", p]);
+    }
+    let output = cmd.output().expect("run stagecast token issue");
+    assert!(
+        output.status.success(),
+        "token issue failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
 }

@@ -21,6 +21,7 @@ fn non_mp4_on_publish_stdin_exits_nonzero_with_a_clear_message() {
             "--fingerprint",
             &origin.fingerprint,
         ])
+        .args(["--token", &origin.publish_token("live/garbage")])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -91,7 +92,13 @@ fn a_vanishing_publisher_ends_its_subscribers_cleanly() {
     let origin = Node::bare_origin(&dir, "origin");
     let edge = Node::relay(&dir, "edge", &origin);
     let broadcast = "live/vanishing";
-    let mut publisher = media::publisher(&dir, &origin.moqt_url(), broadcast, &origin.fingerprint);
+    let mut publisher = media::publisher(
+        &dir,
+        &origin.moqt_url(),
+        broadcast,
+        &origin.fingerprint,
+        &origin.publish_token(broadcast),
+    );
     let mut source = LiveSource::start(
         &clip,
         Layout::FragEveryFrame,

@@ -29,7 +29,13 @@ fn round_trip(
             node.moqt_url()
         }
     };
-    let mut publisher = media::publisher(dir, &url(publish_at), broadcast, &publish_at.fingerprint);
+    let mut publisher = media::publisher(
+        dir,
+        &url(publish_at),
+        broadcast,
+        &publish_at.fingerprint,
+        &publish_at.publish_token(broadcast),
+    );
     let stdin = publisher.stdin.take().expect("publisher stdin");
     let mut source = LiveSource::start(clip, layout, stdin, dir.join("input.mp4"));
     wait_until(

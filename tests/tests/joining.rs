@@ -48,7 +48,13 @@ fn fifty_subscribers_at_an_edge_share_one_upstream_subscription_per_track() {
     let origin = Node::bare_origin(&dir, "origin");
     let edge = Node::relay(&dir, "edge", &origin);
     let broadcast = "live/crowd";
-    let mut publisher = media::publisher(&dir, &origin.moqt_url(), broadcast, &origin.fingerprint);
+    let mut publisher = media::publisher(
+        &dir,
+        &origin.moqt_url(),
+        broadcast,
+        &origin.fingerprint,
+        &origin.publish_token(broadcast),
+    );
     let mut source = LiveSource::start(
         &clip,
         Layout::FragEveryFrame,

@@ -30,7 +30,13 @@ fn far_subscriber_resumes_when_the_middle_relay_restarts() {
     let mut mid = Node::relay(&dir, "mid", &origin);
     let edge = Node::relay(&dir, "edge", &mid);
     let broadcast = "live/resilient";
-    let mut publisher = media::publisher(&dir, &origin.moqt_url(), broadcast, &origin.fingerprint);
+    let mut publisher = media::publisher(
+        &dir,
+        &origin.moqt_url(),
+        broadcast,
+        &origin.fingerprint,
+        &origin.publish_token(broadcast),
+    );
     let mut source = LiveSource::start(
         &clip,
         Layout::FragEveryFrame,

@@ -1,0 +1,121 @@
+//! `stagecast token`: makes the deployment's key, issues access tokens from it, and checks
+//! tokens.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use stagecast_proto::token::{now_secs, Claims, TokenKey};
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Print a new random key (base64). Give the same file to the origin and its relays.
+    Key,
+    /// Issue a token.
+    Issue(IssueArgs),
+    /// Check a token's signature and expiry, and print its claims.
+    Verify {
+        token: String,
+        #[arg(long, env = "STAGECAST_AUTH_KEY_FILE")]
+        key_file: PathBuf,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct IssueArgs {
+    /// The key file (the origin keeps one at stagecast-data/auth.key).
+    #[arg(long, env = "STAGECAST_AUTH_KEY_FILE")]
+    pub key_file: PathBuf,
+    /// Who the holder is.
+    #[arg(long, default_value = "user")]
+    pub sub: String,
+    /// Display name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// viewer, moderator, creator or relay.
+    #[arg(long)]
+    pub role: Option<String>,
+    /// Path prefix the holder may publish to; repeat for several ("" for all).
+    #[arg(long)]
+    pub publish: Vec<String>,
+    /// Path prefix the holder may subscribe to; repeat for several ("" for all).
+    #[arg(long)]
+    pub subscribe: Vec<String>,
+    /// Lifetime: seconds, or a number with s, m, h or d (`90s`, `30m`, `1h`, `7d`).
+    #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+    pub ttl: Duration,
+}
+
+pub fn run(command: TokenCommand) -> anyhow::Result<()> {
+    match command {
+        TokenCommand::Key => println!("{}", TokenKey::generate_text()),
+        TokenCommand::Issue(args) => {
+            if args.publish.is_empty() && args.subscribe.is_empty() {
+                bail!("a token must grant something: give --publish and/or --subscribe");
+            }
+            let key = read_key(&args.key_file)?;
+            let now = now_secs();
+            let claims = Claims {
+                sub: args.sub,
+                name: args.name,
+                role: args.role,
+                publish: args.publish,
+                subscribe: args.subscribe,
+                exp: now + args.ttl.as_secs(),
+                iat: now,
+            };
+            println!("{}", key.issue(&claims)?);
+        }
+        TokenCommand::Verify { token, key_file } => {
+            let claims = read_key(&key_file)?.verify(token.trim())?;
+            println!("{}", serde_json::to_string_pretty(&claims)?);
+        }
+    }
+    Ok(())
+}
+
+fn read_key(path: &PathBuf) -> anyhow::Result<TokenKey> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    TokenKey::from_text(&text).with_context(|| format!("{} is not a usable key", path.display()))
+}
+
+/// Parses `90`, `90s`, `30m`, `1h`, `7d`.
+pub fn parse_ttl(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 90s, 30m, 1h or 7d"))?;
+    let seconds = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        _ => return Err(format!("unknown unit in {text:?}: use s, m, h or d")),
+    };
+    if seconds == 0 {
+        return Err("the lifetime must be positive".into());
+    }
+    Ok(Duration::from_secs(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_lifetimes() {
+        assert_eq!(parse_ttl("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_ttl("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_ttl("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_ttl("7d"), Ok(Duration::from_secs(7 * 86400)));
+        assert!(parse_ttl("0").is_err());
+        assert!(parse_ttl("1w").is_err());
+        assert!(parse_ttl("h").is_err());
+    }
+}
