@@ -7,6 +7,7 @@
 //!   group. Payloads are `Bytes` clones (a reference count), never copies.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -20,6 +21,8 @@ use crate::cache::{FollowStep, GroupInfo, TrackCache, TrackEnd, TrackFollower};
 
 /// Largest object the relay accepts from a source; a bigger one ends its group as malformed.
 pub const MAX_OBJECT_BYTES: usize = 16 * 1024 * 1024;
+/// How long the last groups of an ended track may take to arrive after PUBLISH_DONE.
+const TAIL_TIMEOUT: Duration = Duration::from_secs(3);
 /// Subgroup streams of one track read at once; more wait (QUIC flow control pushes back).
 const MAX_CONCURRENT_SUBGROUPS: usize = 64;
 
@@ -65,6 +68,7 @@ async fn fill_inner(reader: TrackReader, cache: &TrackCache) -> Result<(), Serve
     // abandoned, so no follower waits on them or passes them off as whole.
     let mut open: Vec<u64> = Vec::new();
     let mut source_done = false;
+    let mut ended = Ok(());
     let result = loop {
         tokio::select! {
             next = subgroups.next(), if !source_done && reading.len() < MAX_CONCURRENT_SUBGROUPS => match next {
@@ -83,10 +87,18 @@ async fn fill_inner(reader: TrackReader, cache: &TrackCache) -> Result<(), Serve
                     }
                 }
                 Ok(None) => source_done = true,
+                // The publisher ended the track (PUBLISH_DONE): the groups still arriving
+                // on their own streams are finished before the track is (draft-18 §10.1.2
+                // lets PUBLISH_DONE overtake data). A lost source is another matter.
+                Err(err) if serve_error_code(&err) == PublishDoneCode::TrackEnded as u64 => {
+                    source_done = true;
+                    ended = Err(err);
+                }
                 Err(err) => break Err(err),
             },
             Some(seq) = reading.next(), if !reading.is_empty() => open.retain(|s| *s != seq),
-            else => break Ok(()),
+            () = tokio::time::sleep(TAIL_TIMEOUT), if source_done && !reading.is_empty() => break ended,
+            else => break ended,
         }
     };
     for seq in open {
