@@ -81,27 +81,13 @@ fn read_key(path: &PathBuf) -> anyhow::Result<TokenKey> {
     TokenKey::from_text(&text).with_context(|| format!("{} is not a usable key", path.display()))
 }
 
-/// Parses `90`, `90s`, `30m`, `1h`, `7d`.
+/// A positive lifetime (`90s`, `30m`, `1h`, `7d`).
 pub fn parse_ttl(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => text.split_at(i),
-        None => (text, "s"),
-    };
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 90s, 30m, 1h or 7d"))?;
-    let seconds = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86400,
-        _ => return Err(format!("unknown unit in {text:?}: use s, m, h or d")),
-    };
-    if seconds == 0 {
-        return Err("the lifetime must be positive".into());
+    let ttl = stagecast_proto::duration::parse_duration(text)?;
+    if ttl.as_secs() == 0 {
+        return Err("the lifetime must be at least one second".into());
     }
-    Ok(Duration::from_secs(seconds))
+    Ok(ttl)
 }
 
 #[cfg(test)]
@@ -115,7 +101,7 @@ mod tests {
         assert_eq!(parse_ttl("1h"), Ok(Duration::from_secs(3600)));
         assert_eq!(parse_ttl("7d"), Ok(Duration::from_secs(7 * 86400)));
         assert!(parse_ttl("0").is_err());
+        assert!(parse_ttl("500ms").is_err());
         assert!(parse_ttl("1w").is_err());
-        assert!(parse_ttl("h").is_err());
     }
 }

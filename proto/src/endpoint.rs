@@ -137,17 +137,34 @@ fn restart_safe_config(identity: &ServerIdentity) -> quinn::EndpointConfig {
     config
 }
 
-/// Replaces the certificate of a running endpoint: new handshakes use the new one, open
-/// connections keep theirs.
+/// Controls a running endpoint from outside its accept loop.
 #[derive(Clone)]
-pub struct IdentitySwitch {
+pub struct EndpointHandle {
     quic: quinn::Endpoint,
 }
 
-impl IdentitySwitch {
-    pub fn set(&self, identity: &ServerIdentity) -> Result<(), EndpointError> {
+impl EndpointHandle {
+    /// Replaces the certificate: new handshakes use the new one, open connections keep
+    /// theirs.
+    pub fn set_identity(&self, identity: &ServerIdentity) -> Result<(), EndpointError> {
         self.quic.set_server_config(Some(server_config(identity)?));
         Ok(())
+    }
+
+    /// Stops accepting new connections; existing ones continue.
+    pub fn refuse_new(&self) {
+        self.quic.set_server_config(None);
+    }
+
+    /// Closes every connection with `code` and `reason`.
+    pub fn close(&self, code: u32, reason: &str) {
+        self.quic
+            .close(quinn::VarInt::from_u32(code), reason.as_bytes());
+    }
+
+    /// Waits until closed connections have said goodbye (bound it with a timeout).
+    pub async fn wait_idle(&self) {
+        self.quic.wait_idle().await;
     }
 }
 
@@ -172,9 +189,9 @@ impl ServerEndpoint {
         self.quic.local_addr()
     }
 
-    /// A handle to change the certificate while the endpoint runs.
-    pub fn identity_switch(&self) -> IdentitySwitch {
-        IdentitySwitch {
+    /// A handle to control the endpoint while its accept loop runs.
+    pub fn handle(&self) -> EndpointHandle {
+        EndpointHandle {
             quic: self.quic.clone(),
         }
     }
@@ -199,17 +216,6 @@ impl ServerEndpoint {
                 }
             }
         }
-    }
-
-    /// Refuses new connections and closes existing ones with `reason`.
-    pub fn close(&self, reason: &str) {
-        self.quic
-            .close(quinn::VarInt::from_u32(0), reason.as_bytes());
-    }
-
-    /// Stops accepting new connections; existing ones continue.
-    pub fn refuse_new(&self) {
-        self.quic.set_server_config(None);
     }
 }
 

@@ -1,4 +1,4 @@
-//! The HTTP routes every node serves: `/healthz`, Prometheus `/metrics`, and
+//! The HTTP routes every node serves: `/healthz`, `/readyz`, Prometheus `/metrics`, and
 //! `/certificate.sha256` (the fingerprint clients pin for a development certificate). The
 //! origin adds its own routes to this router.
 
@@ -21,6 +21,7 @@ struct NodeState {
 pub fn routes(relay: Relay, fingerprint: watch::Receiver<String>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/certificate.sha256", get(certificate))
         .with_state(NodeState { relay, fingerprint })
@@ -31,6 +32,20 @@ async fn metrics(State(state): State<NodeState>) -> impl IntoResponse {
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.relay.metrics().render(),
     )
+}
+
+/// 200 while the node can serve; 503 while draining or while its upstream link is down.
+async fn readyz(State(state): State<NodeState>) -> impl IntoResponse {
+    if state.relay.is_ready() {
+        (axum::http::StatusCode::OK, "ready\n")
+    } else if state.relay.is_draining() {
+        (axum::http::StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+    } else {
+        (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "upstream down\n",
+        )
+    }
 }
 
 async fn certificate(State(state): State<NodeState>) -> impl IntoResponse {

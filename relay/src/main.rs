@@ -48,6 +48,9 @@ struct Args {
     /// --publish "" --subscribe ""`).
     #[arg(long, env = "STAGECAST_UPSTREAM_TOKEN", hide_env_values = true)]
     upstream_token: Option<String>,
+    /// On SIGTERM, how long sessions get to leave before they are closed.
+    #[arg(long, env = "STAGECAST_DRAIN_TIMEOUT", default_value = "10s", value_parser = stagecast_proto::duration::parse_duration)]
+    drain_timeout: std::time::Duration,
     #[command(flatten)]
     auth: AuthArgs,
 }
@@ -62,6 +65,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let relay = Relay::new(RelayConfig {
         auth: args.auth.policy(None)?,
+        has_upstream: !args.upstream.is_empty(),
         ..Default::default()
     });
     let endpoint = ServerEndpoint::bind(args.bind, &identity)?;
@@ -112,10 +116,16 @@ async fn main() -> anyhow::Result<()> {
             state,
         ));
     }
-    let accept = tokio::spawn(stagecast_relay::accept::serve_endpoint(relay, endpoint));
+    let handle = endpoint.handle();
+    let accept = tokio::spawn(stagecast_relay::accept::serve_endpoint(
+        relay.clone(),
+        endpoint,
+    ));
     tokio::select! {
         _ = accept => {},
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
+        () = stagecast_relay::drain::shutdown_signal() => {
+            stagecast_relay::drain::drain(&relay, &handle, args.drain_timeout).await;
+        }
     }
     Ok(())
 }

@@ -21,12 +21,16 @@ use crate::router::{Router, SessionId, Source};
 use crate::source::{run_source, SourceRequest};
 use crate::track_io::deliver;
 use crate::upstream::UpstreamSession;
+use moq_transport::message::RequestErrorCode;
 
 /// Settings of the engine itself (not of its listeners).
 #[derive(Clone, Debug, Default)]
 pub struct RelayConfig {
     pub cache: CacheLimits,
     pub auth: AuthPolicy,
+    /// Whether this node serves through an upstream link (then it is ready only while the
+    /// link is up).
+    pub has_upstream: bool,
 }
 
 struct RelayInner {
@@ -37,6 +41,8 @@ struct RelayInner {
     next_session: AtomicU64,
     /// The upstream link's live session, if this relay has an upstream and it is up.
     upstream: watch::Sender<Option<UpstreamSession>>,
+    /// Set when the node starts draining: subscriptions are ended with GOING_AWAY.
+    draining: watch::Sender<bool>,
 }
 
 /// Handle to the engine; clones share it.
@@ -53,6 +59,7 @@ impl Relay {
             config,
             next_session: AtomicU64::new(1),
             upstream: watch::Sender::new(None),
+            draining: watch::Sender::new(false),
         }))
     }
 
@@ -85,10 +92,30 @@ impl Relay {
         self.0.upstream.subscribe()
     }
 
+    /// Starts draining: every subscription served here ends with PUBLISH_DONE GOING_AWAY
+    /// so its subscriber moves elsewhere; new ones are refused.
+    pub fn start_drain(&self) {
+        self.0.draining.send_replace(true);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        *self.0.draining.borrow()
+    }
+
+    /// Whether the node can serve: not draining, and its upstream link up if it has one.
+    pub fn is_ready(&self) -> bool {
+        !self.is_draining() && (!self.0.config.has_upstream || self.0.upstream.borrow().is_some())
+    }
+
     /// Answers one SUBSCRIBE that arrived on session `from`, serving it until the
     /// subscriber leaves or the track ends.
     pub async fn serve_subscribe(&self, subscribed: Subscribed, from: SessionId) {
         self.0.metrics.subscribes_total.inc();
+        if self.is_draining() {
+            self.0.metrics.subscribes_refused_total.inc();
+            let _ = subscribed.close(ServeError::Closed(RequestErrorCode::GoingAway as u64));
+            return;
+        }
         let namespace = subscribed.info.track_namespace.clone();
         let name = subscribed.info.track_name.clone();
         let (cache, shared) = match self.resolve(&subscribed, from).await {
@@ -113,7 +140,7 @@ impl Relay {
                     tracing::debug!(%err, "subscription ended");
                 }
             }
-            () = deliver(follower, writer) => {
+            () = deliver(follower, writer, drained(self.0.draining.subscribe())) => {
                 // The track ended; let the session flush what it holds and say so.
                 let _ = serve.await;
             }
@@ -178,4 +205,9 @@ impl Relay {
             },
         }
     }
+}
+
+/// Resolves once the node starts draining.
+async fn drained(mut draining: watch::Receiver<bool>) {
+    let _ = draining.wait_for(|d| *d).await;
 }

@@ -146,14 +146,31 @@ async fn fill_group(mut subgroup: SubgroupReader, cache: TrackCache, seq: u64) -
 
 /// Writes what `follower` reads (from the newest group on) into `writer` (one downstream
 /// subscriber's track), until the track ends or the subscriber goes away.
-pub async fn deliver(mut follower: TrackFollower, writer: TrackWriter) {
+/// Ends early when `stop` resolves (the node is draining): the subscription then ends
+/// with PUBLISH_DONE GOING_AWAY, which tells the subscriber to go elsewhere.
+pub async fn deliver(
+    mut follower: TrackFollower,
+    writer: TrackWriter,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop);
     let mut subgroups = match writer.subgroups() {
         Ok(subgroups) => subgroups,
         Err(_) => return,
     };
     let mut open: HashMap<u64, SubgroupWriter> = HashMap::new();
     loop {
-        match follower.next().await {
+        let step = tokio::select! {
+            step = follower.next() => step,
+            () = &mut stop => {
+                for (_, subgroup) in open.drain() {
+                    let _ = subgroup.close(ServeError::Cancel);
+                }
+                let _ = subgroups.close(ServeError::Closed(PublishDoneCode::GoingAway as u64));
+                return;
+            }
+        };
+        match step {
             FollowStep::Group { seq, info } => {
                 let created = subgroups.create(Subgroup {
                     group_id: info.group_id,

@@ -45,6 +45,9 @@ struct Args {
     /// Do not publish the demo channel (demo/live).
     #[arg(long, env = "STAGECAST_NO_DEMO")]
     no_demo: bool,
+    /// On SIGTERM, how long sessions get to leave before they are closed.
+    #[arg(long, env = "STAGECAST_DRAIN_TIMEOUT", default_value = "10s", value_parser = stagecast_proto::duration::parse_duration)]
+    drain_timeout: std::time::Duration,
     #[command(flatten)]
     auth: AuthArgs,
 }
@@ -60,7 +63,7 @@ const RENEW_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(36
 async fn renew_dev_certificate(
     data_dir: PathBuf,
     hosts: Vec<String>,
-    switch: stagecast_proto::endpoint::IdentitySwitch,
+    switch: stagecast_proto::endpoint::EndpointHandle,
     fingerprint: tokio::sync::watch::Sender<String>,
 ) {
     let mut every = tokio::time::interval(RENEW_CHECK_EVERY);
@@ -69,7 +72,7 @@ async fn renew_dev_certificate(
         every.tick().await;
         match ServerIdentity::load_or_create_dev(&data_dir, &hosts) {
             Ok(identity) if *fingerprint.borrow() != identity.fingerprint => {
-                match switch.set(&identity) {
+                match switch.set_identity(&identity) {
                     Ok(()) => {
                         tracing::info!(fingerprint = %identity.fingerprint, "development certificate renewed");
                         fingerprint.send_replace(identity.fingerprint);
@@ -146,7 +149,7 @@ async fn main() -> anyhow::Result<()> {
         tokio::spawn(renew_dev_certificate(
             args.data_dir.clone(),
             args.dev_cert_hosts.clone(),
-            endpoint.identity_switch(),
+            endpoint.handle(),
             fingerprint,
         ));
     }
@@ -154,10 +157,16 @@ async fn main() -> anyhow::Result<()> {
         http,
         web::routes(relay.clone(), fingerprint_rx).merge(viewer::routes(quic_addr.port())),
     ));
-    let accept = tokio::spawn(stagecast_relay::accept::serve_endpoint(relay, endpoint));
+    let handle = endpoint.handle();
+    let accept = tokio::spawn(stagecast_relay::accept::serve_endpoint(
+        relay.clone(),
+        endpoint,
+    ));
     tokio::select! {
         _ = accept => {},
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
+        () = stagecast_relay::drain::shutdown_signal() => {
+            stagecast_relay::drain::drain(&relay, &handle, args.drain_timeout).await;
+        }
     }
     Ok(())
 }

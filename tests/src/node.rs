@@ -92,6 +92,8 @@ impl Node {
         let mut child = Command::new(bin(binary))
             .args(args)
             .env("RUST_LOG", "info,stagecast_relay=debug")
+            // Only SIGTERM drains (other stops are SIGKILL): keep drain tests short.
+            .env("STAGECAST_DRAIN_TIMEOUT", "3s")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -193,6 +195,20 @@ impl Node {
         self.key_file = old.key_file.clone();
         // Dropping the old handle kills nothing: its process is already gone.
         drop(old);
+    }
+
+    /// Sends SIGTERM (a graceful drain).
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// Waits for the process to exit by itself, failing after `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        crate::wait_exit(&mut self.child, &self.name, timeout)
     }
 
     /// Kills the process at once (SIGKILL).
