@@ -63,5 +63,6 @@ fn sigterm_moves_subscribers_away_and_exits_within_the_drain_time() {
         "the publisher's session should have been closed at the end"
     );
     let _ = publisher.kill();
+    let _ = publisher.wait();
     assert_eq!(media::decode_errors(&output), "");
 }
