@@ -30,7 +30,10 @@ pub fn routes(relay: Relay, fingerprint: watch::Receiver<String>) -> Router {
 async fn metrics(State(state): State<NodeState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.relay.metrics().render(),
+        state
+            .relay
+            .metrics()
+            .render(state.relay.registry().cached_bytes()),
     )
 }
 

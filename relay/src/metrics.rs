@@ -67,6 +67,13 @@ pub struct MetricsInner {
     pub upstream_reconnects_total: Counter,
     pub source_resumes_total: Counter,
     pub auth_failures_total: Counter,
+    pub objects_in_total: Counter,
+    pub bytes_in_total: Counter,
+    pub objects_out_total: Counter,
+    pub bytes_out_total: Counter,
+    pub cache_hits_total: Counter,
+    pub cache_misses_total: Counter,
+    pub groups_dropped_total: Counter,
 }
 
 /// Shared handle to the relay's metrics.
@@ -82,7 +89,8 @@ impl std::ops::Deref for Metrics {
 
 impl Metrics {
     /// The Prometheus text exposition of every metric.
-    pub fn render(&self) -> String {
+    /// The Prometheus text; `cache_bytes` is sampled by the caller at scrape time.
+    pub fn render(&self, cache_bytes: usize) -> String {
         let mut out = String::new();
         let mut gauge = |name: &str, help: &str, value: i64| {
             let _ = writeln!(
@@ -104,6 +112,11 @@ impl Metrics {
             "stagecast_upstream_subscriptions",
             "Tracks subscribed at a source (one per track, however many subscribers).",
             self.upstream_subscriptions.get(),
+        );
+        gauge(
+            "stagecast_cache_bytes",
+            "Payload bytes held in the shared track caches.",
+            i64::try_from(cache_bytes).unwrap_or(i64::MAX),
         );
         gauge(
             "stagecast_upstream_connected",
@@ -156,6 +169,29 @@ impl Metrics {
             "Sessions and requests refused for want of authorization.",
             self.auth_failures_total.get(),
         );
+        for (name, help, value) in [
+            ("stagecast_objects_in_total", "Objects received from sources.", &self.objects_in_total),
+            ("stagecast_bytes_in_total", "Payload bytes received from sources.", &self.bytes_in_total),
+            ("stagecast_objects_out_total", "Objects handed to subscribers.", &self.objects_out_total),
+            ("stagecast_bytes_out_total", "Payload bytes handed to subscribers.", &self.bytes_out_total),
+            (
+                "stagecast_cache_hits_total",
+                "Subscriptions served from a track already cached here (no new source subscription).",
+                &self.cache_hits_total,
+            ),
+            (
+                "stagecast_cache_misses_total",
+                "Subscriptions that had to subscribe at a source.",
+                &self.cache_misses_total,
+            ),
+            (
+                "stagecast_groups_dropped_total",
+                "Groups a subscriber lost because it fell behind the cache (or its source broke off).",
+                &self.groups_dropped_total,
+            ),
+        ] {
+            counter(name, help, value.get());
+        }
         out
     }
 }
@@ -170,9 +206,10 @@ mod tests {
         metrics.upstream_subscriptions.inc();
         {
             let _g = GaugeGuard::new(&metrics.sessions);
-            assert!(metrics.render().contains("\nstagecast_sessions 1\n"));
+            assert!(metrics.render(0).contains("\nstagecast_sessions 1\n"));
         }
-        let text = metrics.render();
+        let text = metrics.render(42);
+        assert!(text.contains("\nstagecast_cache_bytes 42\n"));
         assert!(text.contains("\nstagecast_sessions 0\n"));
         assert!(text.contains("\nstagecast_upstream_subscriptions 1\n"));
         assert!(text.contains("# TYPE stagecast_sessions_total counter"));

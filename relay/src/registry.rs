@@ -99,6 +99,13 @@ impl TrackRegistry {
             .count()
     }
 
+    /// Payload bytes held by the caches of the tracks subscribed here.
+    pub fn cached_bytes(&self) -> usize {
+        let live: Vec<Arc<SharedTrack>> = self.lock().values().filter_map(Weak::upgrade).collect();
+        // Summed after the lock is released: dropping a last reference takes the lock.
+        live.iter().map(|t| t.cache.bytes()).sum()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -122,9 +129,13 @@ impl TrackRegistry {
         let shared = {
             let mut entries = self.lock();
             match entries.get(&key).and_then(Weak::upgrade) {
-                Some(existing) if !existing.cache.is_ended() => existing,
+                Some(existing) if !existing.cache.is_ended() => {
+                    self.metrics.cache_hits_total.inc();
+                    existing
+                }
                 existing => {
                     stale = existing;
+                    self.metrics.cache_misses_total.inc();
                     let cache = TrackCache::new(self.limits);
                     let (ready_tx, ready_rx) = watch::channel(Readiness::Pending);
                     let task = start(cache.clone(), ready_tx);

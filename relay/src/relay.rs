@@ -140,7 +140,7 @@ impl Relay {
                     tracing::debug!(%err, "subscription ended");
                 }
             }
-            () = deliver(follower, writer, drained(self.0.draining.subscribe())) => {
+            () = deliver(follower, writer, drained(self.0.draining.subscribe()), &self.0.metrics) => {
                 // The track ended; let the session flush what it holds and say so.
                 let _ = serve.await;
             }

@@ -88,7 +88,7 @@ pub async fn run_source(
             tracing::info!(namespace = %request.namespace, track = %request.name, "source resumed");
         }
         ready.send_replace(Readiness::Ready);
-        let end = fill_cache(reader, &cache).await;
+        let end = fill_cache(reader, &cache, relay.metrics()).await;
         drop(subscription);
         match end {
             SourceEnd::Finished => {

@@ -18,6 +18,7 @@ use moq_transport::serve::{
 };
 
 use crate::cache::{FollowStep, GroupInfo, TrackCache, TrackEnd, TrackFollower};
+use crate::metrics::Metrics;
 
 /// Largest object the relay accepts from a source; a bigger one ends its group as malformed.
 pub const MAX_OBJECT_BYTES: usize = 16 * 1024 * 1024;
@@ -39,8 +40,8 @@ pub enum SourceEnd {
 /// subscription ends, and says how it ended. The cache itself is not ended: the caller
 /// decides whether the track is over or resumes from another source. Groups left
 /// unfinished are abandoned.
-pub async fn fill_cache(reader: TrackReader, cache: &TrackCache) -> SourceEnd {
-    match fill_inner(reader, cache).await {
+pub async fn fill_cache(reader: TrackReader, cache: &TrackCache, metrics: &Metrics) -> SourceEnd {
+    match fill_inner(reader, cache, metrics).await {
         Ok(()) => SourceEnd::Finished,
         Err(err) => match serve_error_code(&err) {
             code if code == PublishDoneCode::TrackEnded as u64 => SourceEnd::Finished,
@@ -52,7 +53,11 @@ pub async fn fill_cache(reader: TrackReader, cache: &TrackCache) -> SourceEnd {
     }
 }
 
-async fn fill_inner(reader: TrackReader, cache: &TrackCache) -> Result<(), ServeError> {
+async fn fill_inner(
+    reader: TrackReader,
+    cache: &TrackCache,
+    metrics: &Metrics,
+) -> Result<(), ServeError> {
     let mut subgroups = match reader.mode().await? {
         TrackReaderMode::Subgroups(subgroups) => subgroups,
         // Stagecast tracks are carried on subgroup streams (MSF); datagram-only tracks are
@@ -81,7 +86,7 @@ async fn fill_inner(reader: TrackReader, cache: &TrackCache) -> Result<(), Serve
                     match cache.begin_group(info) {
                         Ok(seq) => {
                             open.push(seq);
-                            reading.push(fill_group(subgroup, cache.clone(), seq));
+                            reading.push(fill_group(subgroup, cache.clone(), seq, metrics.clone()));
                         }
                         Err(err) => tracing::debug!(%err, "skipping group"),
                     }
@@ -107,7 +112,12 @@ async fn fill_inner(reader: TrackReader, cache: &TrackCache) -> Result<(), Serve
     result
 }
 
-async fn fill_group(mut subgroup: SubgroupReader, cache: TrackCache, seq: u64) -> u64 {
+async fn fill_group(
+    mut subgroup: SubgroupReader,
+    cache: TrackCache,
+    seq: u64,
+    metrics: Metrics,
+) -> u64 {
     let result: Result<(), ServeError> = async {
         while let Some(mut object) = subgroup.next().await? {
             if object.status != ObjectStatus::NormalObject {
@@ -127,6 +137,8 @@ async fn fill_group(mut subgroup: SubgroupReader, cache: TrackCache, seq: u64) -
                 1 => chunks.pop().unwrap_or_default(),
                 _ => Bytes::from(chunks.concat()),
             };
+            metrics.objects_in_total.inc();
+            metrics.bytes_in_total.add(payload.len() as u64);
             if let Err(err) = cache.push_object(seq, object.object_id, payload) {
                 tracing::debug!(%err, "dropping object");
             }
@@ -152,6 +164,7 @@ pub async fn deliver(
     mut follower: TrackFollower,
     writer: TrackWriter,
     stop: impl std::future::Future<Output = ()>,
+    metrics: &Metrics,
 ) {
     tokio::pin!(stop);
     let mut subgroups = match writer.subgroups() {
@@ -193,9 +206,14 @@ pub async fn deliver(
                 let Some(subgroup) = open.get_mut(&seq) else {
                     continue;
                 };
+                let size = payload.len();
                 let written = subgroup
-                    .create_with_id(object_id, payload.len(), None)
+                    .create_with_id(object_id, size, None)
                     .and_then(|mut object| object.write(payload));
+                if written.is_ok() {
+                    metrics.objects_out_total.inc();
+                    metrics.bytes_out_total.add(size as u64);
+                }
                 if written.is_err() {
                     open.remove(&seq);
                 }
@@ -206,6 +224,7 @@ pub async fn deliver(
                 }
             }
             FollowStep::GroupAbandoned { seq } => {
+                metrics.groups_dropped_total.inc();
                 if let Some(subgroup) = open.remove(&seq) {
                     // Resets the stream (CANCELLED): the subscriber sees an incomplete group
                     // as such, and the subscription goes on with the next group. (A

@@ -103,4 +103,16 @@ fn fifty_subscribers_at_an_edge_share_one_upstream_subscription_per_track() {
         Some(3.0),
         "the edge subscribed upstream more than once per track"
     );
+    assert_eq!(edge.metric("stagecast_cache_misses_total"), Some(3.0));
+    assert_eq!(edge.metric("stagecast_cache_hits_total"), Some(147.0));
+    // Every byte that came in once went out to each of the 50 subscribers.
+    let bytes_in = edge.metric("stagecast_bytes_in_total").unwrap_or(0.0);
+    let bytes_out = edge.metric("stagecast_bytes_out_total").unwrap_or(0.0);
+    assert!(bytes_in > 0.0);
+    assert_eq!(
+        bytes_out,
+        50.0 * bytes_in,
+        "fan-out bytes: {bytes_out} out for {bytes_in} in"
+    );
+    assert_eq!(edge.metric("stagecast_groups_dropped_total"), Some(0.0));
 }
