@@ -9,6 +9,7 @@
 
 pub mod certificate;
 pub mod close;
+pub mod config_file;
 pub mod duration;
 pub mod endpoint;
 pub mod logging;

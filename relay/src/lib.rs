@@ -17,6 +17,7 @@ pub mod accept;
 pub mod auth;
 pub mod auth_args;
 pub mod cache;
+pub mod config_file;
 pub mod drain;
 pub mod http;
 pub mod local;

@@ -53,12 +53,23 @@ struct Args {
     drain_timeout: std::time::Duration,
     #[command(flatten)]
     auth: AuthArgs,
+    /// TOML file of options (`bind = "[::]:4443"`); flags and environment variables win.
+    #[arg(long, env = "STAGECAST_CONFIG")]
+    config: Option<PathBuf>,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     stagecast_proto::logging::init();
+    // Before the runtime's threads exist: the config file sets environment defaults.
+    stagecast_relay::config_file::apply_config_file::<Args>()?;
     let args = Args::parse();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     let identity = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => ServerIdentity::load_pem(cert, key)?,
         _ => ServerIdentity::load_or_create_dev(&args.data_dir, &[])?,

@@ -50,6 +50,9 @@ struct Args {
     drain_timeout: std::time::Duration,
     #[command(flatten)]
     auth: AuthArgs,
+    /// TOML file of options (`bind = "[::]:4443"`); flags and environment variables win.
+    #[arg(long, env = "STAGECAST_CONFIG")]
+    config: Option<PathBuf>,
 }
 
 /// The token key the origin makes in its data directory when none is given.
@@ -86,10 +89,18 @@ async fn renew_dev_certificate(
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     stagecast_proto::logging::init();
+    // Before the runtime's threads exist: the config file sets environment defaults.
+    stagecast_relay::config_file::apply_config_file::<Args>()?;
     let args = Args::parse();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(args))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create data directory {}", args.data_dir.display()))?;
     let identity = match (&args.tls_cert, &args.tls_key) {

@@ -41,6 +41,7 @@ static ASSETS: &[Asset] = &[
     asset!("js/location.js", JS),
     asset!("js/controls.js", JS),
     asset!("js/player/player.js", JS),
+    asset!("js/player/access.js", JS),
     asset!("js/player/mse.js", JS),
     asset!("js/player/catalog.js", JS),
     asset!("js/player/fmp4.js", JS),
