@@ -7,6 +7,7 @@
 //!   (HTTP/3, ALPN `h3`) and raw QUIC (ALPN `moqt-18`), and the matching client;
 //! - [`path`]: broadcast paths (`live/alice`) and their MoQ track namespaces.
 
+pub mod byte_size;
 pub mod certificate;
 pub mod close;
 pub mod config_file;

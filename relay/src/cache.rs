@@ -19,11 +19,16 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use tokio::sync::watch;
 
+use crate::budget::CacheBudget;
+
 /// Bounds of one track's cache.
 #[derive(Clone, Copy, Debug)]
 pub struct CacheLimits {
     pub max_groups: usize,
     pub max_bytes: usize,
+    /// A group growing past this is dropped rather than cached, so no single group can
+    /// take a whole budget.
+    pub max_group_bytes: usize,
 }
 
 impl Default for CacheLimits {
@@ -31,6 +36,7 @@ impl Default for CacheLimits {
         Self {
             max_groups: 4,
             max_bytes: 64 * 1024 * 1024,
+            max_group_bytes: 32 * 1024 * 1024,
         }
     }
 }
@@ -60,23 +66,28 @@ pub enum CacheError {
     ObjectOrder { group_id: u64, object_id: u64 },
     #[error("the track has ended")]
     Ended,
+    #[error("group {0} grew past the largest group this cache holds; dropped")]
+    GroupTooLarge(u64),
 }
 
 struct CachedGroup {
     /// Position in the track's sequence of cached groups; followers refer to groups by it.
     seq: u64,
+    /// Age across every track sharing a budget: the budget evicts the lowest stamp first.
+    stamp: u64,
     info: GroupInfo,
     objects: Vec<(u64, Bytes)>,
     complete: bool,
     bytes: usize,
 }
 
-struct TrackState {
+pub(crate) struct TrackState {
     groups: VecDeque<CachedGroup>,
     next_seq: u64,
     bytes: usize,
     end: Option<TrackEnd>,
     limits: CacheLimits,
+    budget: Option<Arc<CacheBudget>>,
 }
 
 impl TrackState {
@@ -92,13 +103,62 @@ impl TrackState {
         self.groups.get_mut(index)
     }
 
-    fn evict(&mut self) {
-        while self.groups.len() > 1
-            && (self.groups.len() > self.limits.max_groups || self.bytes > self.limits.max_bytes)
-        {
-            if let Some(old) = self.groups.pop_front() {
-                self.bytes -= old.bytes;
+    fn add_bytes(&mut self, n: usize) {
+        self.bytes += n;
+        if let Some(budget) = &self.budget {
+            budget.add(n);
+        }
+    }
+
+    fn sub_bytes(&mut self, n: usize) {
+        self.bytes -= n;
+        if let Some(budget) = &self.budget {
+            budget.sub(n);
+        }
+    }
+
+    /// Drops the oldest group, never the newest. Returns whether one was dropped.
+    pub(crate) fn evict_oldest(&mut self) -> bool {
+        if self.groups.len() <= 1 {
+            return false;
+        }
+        match self.groups.pop_front() {
+            Some(old) => {
+                self.sub_bytes(old.bytes);
+                true
             }
+            None => false,
+        }
+    }
+
+    /// The stamp of the group the budget would evict here, if any may be.
+    pub(crate) fn oldest_evictable_stamp(&self) -> Option<u64> {
+        (self.groups.len() > 1)
+            .then(|| self.groups.front().map(|g| g.stamp))
+            .flatten()
+    }
+
+    fn evict(&mut self) {
+        while (self.groups.len() > self.limits.max_groups || self.bytes > self.limits.max_bytes)
+            && self.evict_oldest()
+        {}
+    }
+
+    fn remove_group(&mut self, seq: u64) {
+        if let Some(pos) = self.groups.iter().position(|g| g.seq == seq) {
+            if let Some(group) = self.groups.remove(pos) {
+                self.sub_bytes(group.bytes);
+            }
+        }
+    }
+}
+
+impl Drop for TrackState {
+    fn drop(&mut self) {
+        // Give the budget back what this track held.
+        let held = self.bytes;
+        if let Some(budget) = &self.budget {
+            budget.sub(held);
         }
     }
 }
@@ -112,6 +172,17 @@ pub struct TrackCache {
 
 impl TrackCache {
     pub fn new(limits: CacheLimits) -> Self {
+        Self::build(limits, None)
+    }
+
+    /// A cache whose bytes count against `budget`, shared by many tracks.
+    pub fn with_budget(limits: CacheLimits, budget: &Arc<CacheBudget>) -> Self {
+        let cache = Self::build(limits, Some(budget.clone()));
+        budget.register(&cache.state, &cache.version);
+        cache
+    }
+
+    fn build(limits: CacheLimits, budget: Option<Arc<CacheBudget>>) -> Self {
         let limits = CacheLimits {
             max_groups: limits.max_groups.max(1),
             ..limits
@@ -123,8 +194,17 @@ impl TrackCache {
                 bytes: 0,
                 end: None,
                 limits,
+                budget,
             })),
             version: watch::Sender::new(0),
+        }
+    }
+
+    /// Brings the shared budget (if any) back within its limit after a write.
+    fn enforce_budget(&self) {
+        let budget = self.lock().budget.clone();
+        if let Some(budget) = budget {
+            budget.enforce();
         }
     }
 
@@ -153,8 +233,10 @@ impl TrackCache {
             }
             let seq = state.next_seq;
             state.next_seq += 1;
+            let stamp = state.budget.as_ref().map_or(seq, |b| b.next_stamp());
             state.groups.push_back(CachedGroup {
                 seq,
+                stamp,
                 info,
                 objects: Vec::new(),
                 complete: false,
@@ -173,9 +255,17 @@ impl TrackCache {
         {
             let mut state = self.lock();
             let len = payload.len();
+            let max_group_bytes = state.limits.max_group_bytes;
             let Some(group) = state.group_mut(seq) else {
                 return Ok(());
             };
+            if group.bytes + len > max_group_bytes {
+                let group_id = group.info.group_id;
+                state.remove_group(seq);
+                drop(state);
+                self.changed();
+                return Err(CacheError::GroupTooLarge(group_id));
+            }
             if group
                 .objects
                 .last()
@@ -188,10 +278,11 @@ impl TrackCache {
             }
             group.objects.push((object_id, payload));
             group.bytes += len;
-            state.bytes += len;
+            state.add_bytes(len);
             state.evict();
         }
         self.changed();
+        self.enforce_budget();
         Ok(())
     }
 
@@ -205,14 +296,7 @@ impl TrackCache {
 
     /// Drops a group the source could not finish, so no follower passes it off as whole.
     pub fn abandon_group(&self, seq: u64) {
-        {
-            let mut state = self.lock();
-            if let Some(pos) = state.groups.iter().position(|g| g.seq == seq) {
-                if let Some(group) = state.groups.remove(pos) {
-                    state.bytes -= group.bytes;
-                }
-            }
-        }
+        self.lock().remove_group(seq);
         self.changed();
     }
 
@@ -224,14 +308,15 @@ impl TrackCache {
                 return;
             }
             state.end = Some(end);
-            let mut freed = 0;
-            state.groups.retain(|g| {
-                if !g.complete {
-                    freed += g.bytes;
-                }
-                g.complete
-            });
-            state.bytes -= freed;
+            let unfinished: Vec<u64> = state
+                .groups
+                .iter()
+                .filter(|g| !g.complete)
+                .map(|g| g.seq)
+                .collect();
+            for seq in unfinished {
+                state.remove_group(seq);
+            }
         }
         self.changed();
     }
@@ -446,6 +531,7 @@ mod tests {
         let cache = TrackCache::new(CacheLimits {
             max_groups: 3,
             max_bytes: 2500,
+            ..Default::default()
         });
         for id in 0..10 {
             let g = cache.begin_group(info(id)).unwrap();
@@ -471,6 +557,7 @@ mod tests {
         let cache = TrackCache::new(CacheLimits {
             max_groups: 2,
             max_bytes: usize::MAX,
+            ..Default::default()
         });
         let g0 = cache.begin_group(info(0)).unwrap();
         cache.push_object(g0, 0, Bytes::from_static(b"x")).unwrap();

@@ -33,7 +33,7 @@ async fn metrics(State(state): State<NodeState>) -> impl IntoResponse {
         state
             .relay
             .metrics()
-            .render(state.relay.registry().cached_bytes()),
+            .render(state.relay.registry().budget().used()),
     )
 }
 

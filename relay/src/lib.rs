@@ -16,6 +16,7 @@
 pub mod accept;
 pub mod auth;
 pub mod auth_args;
+pub mod budget;
 pub mod cache;
 pub mod config_file;
 pub mod drain;

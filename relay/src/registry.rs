@@ -14,6 +14,7 @@ use moq_transport::serve::ServeError;
 use tokio::sync::watch;
 use tokio::task::{AbortHandle, JoinHandle};
 
+use crate::budget::CacheBudget;
 use crate::cache::{CacheLimits, TrackCache};
 use crate::metrics::Metrics;
 
@@ -75,16 +76,23 @@ impl Drop for SharedTrack {
 pub struct TrackRegistry {
     entries: Arc<Mutex<HashMap<TrackKey, Weak<SharedTrack>>>>,
     limits: CacheLimits,
+    budget: Arc<CacheBudget>,
     metrics: Metrics,
 }
 
 impl TrackRegistry {
-    pub fn new(limits: CacheLimits, metrics: Metrics) -> Self {
+    pub fn new(limits: CacheLimits, budget: Arc<CacheBudget>, metrics: Metrics) -> Self {
         Self {
             entries: Default::default(),
             limits,
+            budget,
             metrics,
         }
+    }
+
+    /// The byte budget all these tracks' caches share.
+    pub fn budget(&self) -> &Arc<CacheBudget> {
+        &self.budget
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TrackKey, Weak<SharedTrack>>> {
@@ -97,13 +105,6 @@ impl TrackRegistry {
             .values()
             .filter(|w| w.strong_count() > 0)
             .count()
-    }
-
-    /// Payload bytes held by the caches of the tracks subscribed here.
-    pub fn cached_bytes(&self) -> usize {
-        let live: Vec<Arc<SharedTrack>> = self.lock().values().filter_map(Weak::upgrade).collect();
-        // Summed after the lock is released: dropping a last reference takes the lock.
-        live.iter().map(|t| t.cache.bytes()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -136,7 +137,7 @@ impl TrackRegistry {
                 existing => {
                     stale = existing;
                     self.metrics.cache_misses_total.inc();
-                    let cache = TrackCache::new(self.limits);
+                    let cache = TrackCache::with_budget(self.limits, &self.budget);
                     let (ready_tx, ready_rx) = watch::channel(Readiness::Pending);
                     let task = start(cache.clone(), ready_tx);
                     self.metrics.upstream_subscriptions.inc();

@@ -14,6 +14,7 @@ use moq_transport::session::{Subscribed, Subscriber};
 use tokio::sync::watch;
 
 use crate::auth::AuthPolicy;
+use crate::budget::CacheBudget;
 use crate::cache::{CacheLimits, TrackCache};
 use crate::metrics::{GaugeGuard, Metrics};
 use crate::registry::{SharedTrack, TrackRegistry};
@@ -27,10 +28,27 @@ use moq_transport::message::RequestErrorCode;
 #[derive(Clone, Debug, Default)]
 pub struct RelayConfig {
     pub cache: CacheLimits,
+    /// One byte budget for every track cached here; `None` for a publisher's own node.
+    pub cache_bytes: Option<usize>,
     pub auth: AuthPolicy,
     /// Whether this node serves through an upstream link (then it is ready only while the
     /// link is up).
     pub has_upstream: bool,
+}
+
+impl RelayConfig {
+    /// A node's settings with one cache budget of `cache_bytes` for all its tracks; no
+    /// single group may take more than an eighth of it.
+    pub fn with_cache_budget(cache_bytes: usize) -> Self {
+        Self {
+            cache: CacheLimits {
+                max_group_bytes: (cache_bytes / 8).max(1 << 20),
+                ..Default::default()
+            },
+            cache_bytes: Some(cache_bytes),
+            ..Default::default()
+        }
+    }
 }
 
 struct RelayInner {
@@ -54,7 +72,11 @@ impl Relay {
         let metrics = Metrics::default();
         Self(Arc::new(RelayInner {
             router: Router::default(),
-            registry: TrackRegistry::new(config.cache, metrics.clone()),
+            registry: TrackRegistry::new(
+                config.cache,
+                CacheBudget::new(config.cache_bytes.unwrap_or(usize::MAX)),
+                metrics.clone(),
+            ),
             metrics,
             config,
             next_session: AtomicU64::new(1),

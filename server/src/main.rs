@@ -50,6 +50,10 @@ struct Args {
     drain_timeout: std::time::Duration,
     #[command(flatten)]
     auth: AuthArgs,
+    /// One byte budget for all cached groups (`512MiB`, `2GiB`); default an eighth of
+    /// the machine's memory.
+    #[arg(long, env = "STAGECAST_CACHE_BYTES", value_parser = stagecast_proto::byte_size::parse_byte_size)]
+    cache_bytes: Option<usize>,
     /// TOML file of options (`bind = "[::]:4443"`); flags and environment variables win.
     #[arg(long, env = "STAGECAST_CONFIG")]
     config: Option<PathBuf>,
@@ -107,9 +111,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         (Some(cert), Some(key)) => ServerIdentity::load_pem(cert, key)?,
         _ => ServerIdentity::load_or_create_dev(&args.data_dir, &args.dev_cert_hosts)?,
     };
+    let cache_bytes = args
+        .cache_bytes
+        .unwrap_or_else(stagecast_proto::byte_size::default_cache_bytes);
     let relay = Relay::new(RelayConfig {
         auth: args.auth.policy(Some(&args.data_dir.join(AUTH_KEY_FILE)))?,
-        ..Default::default()
+        ..RelayConfig::with_cache_budget(cache_bytes)
     });
     let endpoint = ServerEndpoint::bind(args.bind, &identity)?;
     let http = tokio::net::TcpListener::bind(args.http_bind)
