@@ -1,0 +1,142 @@
+//! The results of a fan-out benchmark: one [`RunResult`] per subscriber count, printed as
+//! a table and written as JSON.
+
+use std::path::Path;
+
+use anyhow::Context;
+use serde::Serialize;
+
+use crate::analysis::{Delivery, Percentiles};
+
+/// The machine and settings the figures were measured with.
+#[derive(Clone, Debug, Serialize)]
+pub struct Setup {
+    pub command: String,
+    pub cpus: usize,
+    pub cpu_model: String,
+    pub pinning: String,
+    pub clock_ticks_per_second: u64,
+    pub window_seconds: u64,
+    pub warmup_seconds: u64,
+    pub fps: u32,
+    pub object_bytes: usize,
+    pub late_ms: u64,
+}
+
+/// Figures for one subscriber count.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunResult {
+    pub subscribers: usize,
+    pub subscribed: usize,
+    pub subscribe_failures: usize,
+    /// First subscribe error, if any failed.
+    pub subscribe_error: Option<String>,
+    /// How long connecting and subscribing all of them took.
+    pub connect_seconds: f64,
+    pub window_seconds: f64,
+    pub delivery: Delivery,
+    /// Payload bytes delivered in the window (objects delivered times object size).
+    pub delivered_gb: f64,
+    pub relay_cpu_seconds: f64,
+    /// Relay CPU time over the window's wall time (100 = one core busy).
+    pub relay_cpu_percent: f64,
+    pub relay_cpu_seconds_per_gb: f64,
+    pub relay_rss_before_mib: f64,
+    pub relay_rss_end_mib: f64,
+    /// The relay's RSS sampled once a second through the window.
+    pub relay_rss_series_mib: Vec<f64>,
+    pub relay_kib_per_subscriber: f64,
+    /// From the relay's /metrics, over the window.
+    pub relay_objects_out: f64,
+    pub relay_bytes_out: f64,
+    pub relay_groups_dropped: f64,
+    /// Load generator (this process) CPU over the window's wall time.
+    pub loadgen_cpu_percent: f64,
+    /// How late the publisher sent its objects after their scheduled time.
+    pub publisher_lag_ms: Percentiles,
+    pub relay_log_warnings: u64,
+    pub relay_log_samples: Vec<(String, u64)>,
+}
+
+pub fn print_setup(setup: &Setup) {
+    println!(
+        "machine: {} CPU(s), {}; {}",
+        setup.cpus, setup.cpu_model, setup.pinning
+    );
+    println!(
+        "track: {} objects/s of {} bytes ({:.2} Mbit/s), one group per second; window {} s after {} s warm-up",
+        setup.fps,
+        setup.object_bytes,
+        f64::from(setup.fps) * setup.object_bytes as f64 * 8.0 / 1e6,
+        setup.window_seconds,
+        setup.warmup_seconds
+    );
+}
+
+const HEADER: &str = "    N  subscribed  delivered GB  relay CPU s  CPU s/GB  relay CPU%  missing     late  p50 ms  p99 ms  max ms  RSS before MiB  RSS end MiB  KiB/sub  groups dropped  loadgen CPU%  pub lag p99 ms";
+
+pub fn print_header() {
+    println!("{HEADER}");
+}
+
+pub fn print_row(r: &RunResult) {
+    let d = &r.delivery;
+    println!(
+        "{:>5}  {:>10}  {:>12.3}  {:>11.2}  {:>8.2}  {:>10.1}  {:>7}  {:>7}  {:>6.1}  {:>6.1}  {:>6.1}  {:>14.1}  {:>11.1}  {:>7.0}  {:>14}  {:>12.1}  {:>14.1}",
+        r.subscribers,
+        r.subscribed,
+        r.delivered_gb,
+        r.relay_cpu_seconds,
+        r.relay_cpu_seconds_per_gb,
+        r.relay_cpu_percent,
+        d.objects_missing,
+        d.objects_late,
+        d.latency_ms.p50,
+        d.latency_ms.p99,
+        d.latency_ms.max,
+        r.relay_rss_before_mib,
+        r.relay_rss_end_mib,
+        r.relay_kib_per_subscriber,
+        r.relay_groups_dropped,
+        r.loadgen_cpu_percent,
+        r.publisher_lag_ms.p99,
+    );
+}
+
+/// Details worth reading under the table: anything that went wrong.
+pub fn print_notes(r: &RunResult) {
+    let d = &r.delivery;
+    let n = r.subscribers;
+    if r.subscribe_failures > 0 {
+        println!(
+            "  N={n}: {} subscribe(s) failed; first: {}",
+            r.subscribe_failures,
+            r.subscribe_error.as_deref().unwrap_or("?")
+        );
+    }
+    if d.subscriptions_ended_early + d.objects_duplicate + d.objects_wrong_size + d.groups_cut > 0 {
+        println!(
+            "  N={n}: {} subscription(s) ended early, {} duplicate and {} wrong-size objects, {} groups cut, {} groups with gaps",
+            d.subscriptions_ended_early,
+            d.objects_duplicate,
+            d.objects_wrong_size,
+            d.groups_cut,
+            d.groups_with_gaps
+        );
+    }
+    if r.relay_log_warnings > 0 {
+        println!(
+            "  N={n}: the relay logged {} warning/error lines; most frequent:",
+            r.relay_log_warnings
+        );
+        for (message, count) in &r.relay_log_samples {
+            println!("    {count:>6} x {message}");
+        }
+    }
+}
+
+pub fn write_json(path: &Path, setup: &Setup, results: &[RunResult]) -> anyhow::Result<()> {
+    let json = serde_json::json!({ "setup": setup, "results": results });
+    std::fs::write(path, serde_json::to_string_pretty(&json)? + "\n")
+        .with_context(|| format!("cannot write {}", path.display()))
+}
