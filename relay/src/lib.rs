@@ -23,6 +23,7 @@ pub mod drain;
 pub mod http;
 pub mod local;
 pub mod metrics;
+pub mod node;
 pub mod registry;
 pub mod relay;
 pub mod router;

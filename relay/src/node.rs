@@ -1,0 +1,171 @@
+//! What every node binary (`stagecast-server`, `stagecast-relay`) does around the engine:
+//! its shared options, its certificate (kept fresh while it runs), its listeners, the
+//! banner naming its addresses, and serving until SIGTERM, then draining.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use stagecast_proto::certificate::ServerIdentity;
+use stagecast_proto::endpoint::{EndpointHandle, ServerEndpoint};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::auth_args::AuthArgs;
+use crate::relay::{Relay, RelayConfig};
+
+/// Options shared by the node binaries (each binary adds its own addresses and data
+/// directory, whose defaults differ).
+#[derive(Args, Debug, Clone)]
+pub struct NodeArgs {
+    /// PEM certificate chain (with --tls-key); otherwise a development certificate is made.
+    #[arg(long, env = "STAGECAST_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "STAGECAST_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Extra host names for the development certificate (besides localhost, 127.0.0.1, ::1).
+    #[arg(
+        long = "dev-cert-host",
+        env = "STAGECAST_DEV_CERT_HOSTS",
+        value_delimiter = ','
+    )]
+    pub dev_cert_hosts: Vec<String>,
+    /// On SIGTERM, how long sessions get to leave before they are closed.
+    #[arg(long, env = "STAGECAST_DRAIN_TIMEOUT", default_value = "10s", value_parser = stagecast_proto::duration::parse_duration)]
+    pub drain_timeout: Duration,
+    /// One byte budget for all cached groups (`512MiB`, `2GiB`); default an eighth of
+    /// the machine's memory.
+    #[arg(long, env = "STAGECAST_CACHE_BYTES", value_parser = stagecast_proto::byte_size::parse_byte_size)]
+    pub cache_bytes: Option<usize>,
+    /// TOML file of options (`bind = "[::]:4443"`); flags and environment variables win.
+    #[arg(long, env = "STAGECAST_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub auth: AuthArgs,
+}
+
+/// How often a running node checks whether its development certificate needs renewing.
+const RENEW_CHECK_EVERY: Duration = Duration::from_secs(3600);
+
+/// A node's listeners, bound and ready to serve.
+pub struct NodeListeners {
+    pub identity: ServerIdentity,
+    pub endpoint: ServerEndpoint,
+    pub http: TcpListener,
+    /// The certificate fingerprint now (changes when a development certificate renews).
+    pub fingerprint: watch::Receiver<String>,
+}
+
+impl NodeArgs {
+    /// The engine settings these options describe. `generated_key` is where the origin
+    /// keeps the token key it makes when none is given.
+    pub fn relay_config(
+        &self,
+        generated_key: Option<&Path>,
+        has_upstream: bool,
+    ) -> anyhow::Result<RelayConfig> {
+        let cache_bytes = self
+            .cache_bytes
+            .unwrap_or_else(stagecast_proto::byte_size::default_cache_bytes);
+        Ok(RelayConfig {
+            auth: self.auth.policy(generated_key)?,
+            has_upstream,
+            ..RelayConfig::with_cache_budget(cache_bytes)
+        })
+    }
+
+    /// Loads the certificate, binds the UDP endpoint and the HTTP listener, and keeps a
+    /// development certificate fresh while the node runs.
+    pub async fn listen(
+        &self,
+        bind: SocketAddr,
+        http_bind: SocketAddr,
+        data_dir: &Path,
+    ) -> anyhow::Result<NodeListeners> {
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+        let identity = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => ServerIdentity::load_pem(cert, key)?,
+            _ => ServerIdentity::load_or_create_dev(data_dir, &self.dev_cert_hosts)?,
+        };
+        let endpoint = ServerEndpoint::bind(bind, &identity)?;
+        let http = TcpListener::bind(http_bind)
+            .await
+            .with_context(|| format!("cannot listen for HTTP on {http_bind}"))?;
+        let (fingerprint_tx, fingerprint) = watch::channel(identity.fingerprint.clone());
+        if identity.expires.is_some() {
+            tokio::spawn(renew_dev_certificate(
+                data_dir.to_path_buf(),
+                self.dev_cert_hosts.clone(),
+                endpoint.handle(),
+                fingerprint_tx,
+            ));
+        }
+        Ok(NodeListeners {
+            identity,
+            endpoint,
+            http,
+            fingerprint,
+        })
+    }
+}
+
+impl NodeListeners {
+    /// Prints where the node listens (stderr; scripts and tests read these lines).
+    pub fn print_banner(&self, title: &str) -> anyhow::Result<()> {
+        let quic = self.endpoint.local_addr()?.port();
+        let http = self.http.local_addr()?.port();
+        tracing::info!(quic, http, fingerprint = %self.identity.fingerprint, "{title}");
+        eprintln!("{title}");
+        eprintln!("  MoQ (QUIC):         moqt://localhost:{quic}");
+        eprintln!("  MoQ (WebTransport): https://localhost:{quic}");
+        eprintln!("  HTTP:               http://localhost:{http}");
+        eprintln!("  certificate SHA-256 {}", self.identity.fingerprint);
+        Ok(())
+    }
+
+    /// Serves `routes` over HTTP and MoQ sessions on the endpoint until SIGTERM or Ctrl-C,
+    /// then drains within `drain_timeout`.
+    pub async fn serve(self, relay: Relay, routes: axum::Router, drain_timeout: Duration) {
+        tokio::spawn(crate::http::serve(self.http, routes));
+        let handle: EndpointHandle = self.endpoint.handle();
+        let accept = tokio::spawn(crate::accept::serve_endpoint(relay.clone(), self.endpoint));
+        tokio::select! {
+            _ = accept => {},
+            () = crate::drain::shutdown_signal() => {
+                crate::drain::drain(&relay, &handle, drain_timeout).await;
+            }
+        }
+    }
+}
+
+/// Keeps the development certificate fresh while the node runs: new connections get the
+/// renewed one (and `/certificate.sha256` names it); open ones keep theirs.
+async fn renew_dev_certificate(
+    data_dir: PathBuf,
+    hosts: Vec<String>,
+    endpoint: EndpointHandle,
+    fingerprint: watch::Sender<String>,
+) {
+    let mut every = tokio::time::interval(RENEW_CHECK_EVERY);
+    every.tick().await;
+    loop {
+        every.tick().await;
+        match ServerIdentity::load_or_create_dev(&data_dir, &hosts) {
+            Ok(identity) if *fingerprint.borrow() != identity.fingerprint => {
+                match endpoint.set_identity(&identity) {
+                    Ok(()) => {
+                        tracing::info!(fingerprint = %identity.fingerprint, "development certificate renewed");
+                        fingerprint.send_replace(identity.fingerprint);
+                    }
+                    Err(err) => tracing::error!(%err, "cannot use the renewed certificate"),
+                }
+            }
+            Ok(_) => {}
+            Err(err) => tracing::error!(%err, "cannot renew the development certificate"),
+        }
+    }
+}
