@@ -340,6 +340,39 @@ impl TrackCache {
         self.lock().groups.back().map(|g| g.info.group_id)
     }
 
+    /// The cached objects from `start` (group, object) up to `end` in draft-18 FETCH
+    /// encoding (`(group, 0)`: through the whole of `group`; otherwise up to but not
+    /// including that object), with their group's identity. `None` when the cache does
+    /// not hold the start of the range: the caller must go to the source.
+    pub fn objects_in(
+        &self,
+        start: (u64, u64),
+        end: (u64, u64),
+    ) -> Option<Vec<(GroupInfo, u64, Bytes)>> {
+        let state = self.lock();
+        let first = state.groups.front()?;
+        if start.0 < first.info.group_id {
+            return None;
+        }
+        let before_end = |group_id: u64, object_id: u64| {
+            if end.1 == 0 {
+                group_id <= end.0
+            } else {
+                (group_id, object_id) < end
+            }
+        };
+        let mut found = Vec::new();
+        for group in &state.groups {
+            for (object_id, payload) in &group.objects {
+                let at = (group.info.group_id, *object_id);
+                if at >= start && before_end(at.0, at.1) {
+                    found.push((group.info, *object_id, payload.clone()));
+                }
+            }
+        }
+        Some(found)
+    }
+
     /// A follower that starts at the start of the newest group.
     pub fn follow(&self) -> TrackFollower {
         let start = {
@@ -572,6 +605,41 @@ mod tests {
             Some(FollowStep::Group { info: i, .. }) => assert_eq!(i.group_id, 4),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn range_reads_follow_fetch_end_encoding() {
+        let cache = TrackCache::new(CacheLimits::default());
+        for id in 5..8 {
+            let g = cache.begin_group(info(id)).unwrap();
+            for o in 0..3 {
+                cache
+                    .push_object(g, o, Bytes::from(format!("{id}.{o}")))
+                    .unwrap();
+            }
+            cache.end_group(g);
+        }
+        let names = |v: Vec<(GroupInfo, u64, Bytes)>| -> Vec<String> {
+            v.into_iter()
+                .map(|(_, _, p)| String::from_utf8(p.to_vec()).unwrap())
+                .collect()
+        };
+        assert_eq!(
+            names(cache.objects_in((6, 1), (6, 0)).unwrap()),
+            ["6.1", "6.2"]
+        );
+        assert_eq!(
+            names(cache.objects_in((6, 2), (7, 2)).unwrap()),
+            ["6.2", "7.0", "7.1"]
+        );
+        assert_eq!(
+            names(cache.objects_in((7, 0), (9, 0)).unwrap()),
+            ["7.0", "7.1", "7.2"]
+        );
+        assert!(
+            cache.objects_in((4, 0), (6, 0)).is_none(),
+            "group 4 is not cached"
+        );
     }
 
     #[test]

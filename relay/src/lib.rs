@@ -20,6 +20,7 @@ pub mod budget;
 pub mod cache;
 pub mod config_file;
 pub mod drain;
+pub mod fetch;
 pub mod http;
 pub mod local;
 pub mod metrics;

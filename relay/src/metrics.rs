@@ -74,6 +74,8 @@ pub struct MetricsInner {
     pub cache_hits_total: Counter,
     pub cache_misses_total: Counter,
     pub groups_dropped_total: Counter,
+    pub fetches_total: Counter,
+    pub fetch_cache_hits_total: Counter,
 }
 
 /// Shared handle to the relay's metrics.
@@ -183,6 +185,12 @@ impl Metrics {
                 "stagecast_cache_misses_total",
                 "Subscriptions that had to subscribe at a source.",
                 &self.cache_misses_total,
+            ),
+            ("stagecast_fetches_total", "FETCH requests received.", &self.fetches_total),
+            (
+                "stagecast_fetch_cache_hits_total",
+                "FETCH requests answered from the cache (the rest went to the source).",
+                &self.fetch_cache_hits_total,
             ),
             (
                 "stagecast_groups_dropped_total",

@@ -111,6 +111,17 @@ impl TrackRegistry {
         self.len() == 0
     }
 
+    /// The live shared subscription of a track, if there is one.
+    pub fn get(&self, namespace: &TrackNamespace, name: &TrackName) -> Option<Arc<SharedTrack>> {
+        let key = TrackKey {
+            namespace: namespace.clone(),
+            name: name.clone(),
+        };
+        let found = self.lock().get(&key).and_then(Weak::upgrade);
+        // Dropped (if it was the last reference) outside the lock, which its Drop takes.
+        found.filter(|shared| !shared.cache.is_ended())
+    }
+
     /// The shared subscription for a track, starting one with `start` if there is none (or
     /// the previous one has ended). `start` spawns the task that feeds the cache and
     /// reports readiness.

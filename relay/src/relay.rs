@@ -207,6 +207,22 @@ impl Relay {
         Ok((shared.cache.clone(), Some(shared)))
     }
 
+    /// The cache of a track this node holds now (published here, or subscribed at a source
+    /// for someone), without subscribing anywhere.
+    pub fn cached_track(
+        &self,
+        namespace: &TrackNamespace,
+        name: &moq_transport::coding::TrackName,
+    ) -> Option<TrackCache> {
+        if let Some(Source::Local(broadcast)) = self.0.router.route(namespace) {
+            return broadcast.track(&name.to_string());
+        }
+        self.0
+            .registry
+            .get(namespace, name)
+            .map(|shared| shared.cache.clone())
+    }
+
     /// The peer to subscribe at for a track in `namespace`, for a request that came from
     /// session `from`: the session that published the namespace here, else the upstream.
     /// Never `from` itself: answering a request from where it came would loop.

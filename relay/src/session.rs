@@ -81,6 +81,7 @@ pub(crate) async fn run_session(
     tokio::select! {
         result = session.run() => result,
         () = answer_subscribes(relay.clone(), id, auth.clone(), publisher.clone()) => Ok(()),
+        () = answer_fetches(relay.clone(), id, auth.clone(), publisher.clone()) => Ok(()),
         () = refuse_unsupported(publisher, subscriber.clone()) => Ok(()),
         () = accept_namespaces(relay.clone(), id, auth, subscriber) => Ok(()),
     }
@@ -110,6 +111,32 @@ async fn answer_subscribes(
                     }
                     let relay = relay.clone();
                     serving.spawn(async move { relay.serve_subscribe(subscribed, id).await });
+                }
+                None => break,
+            },
+            Some(_) = serving.join_next(), if !serving.is_empty() => {}
+        }
+    }
+    while serving.join_next().await.is_some() {}
+    std::future::pending().await
+}
+
+async fn answer_fetches(
+    relay: Relay,
+    id: SessionId,
+    auth: Arc<SessionAuth>,
+    publisher: Option<Publisher>,
+) {
+    let Some(mut publisher) = publisher else {
+        return std::future::pending().await;
+    };
+    // Owned here so the responses end with the session.
+    let mut serving = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            request = publisher.fetch_requested() => match request {
+                Some(request) => {
+                    serving.spawn(crate::fetch::serve_fetch(relay.clone(), request, id, auth.clone()));
                 }
                 None => break,
             },

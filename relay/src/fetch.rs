@@ -1,0 +1,123 @@
+//! FETCH (draft-18 §10.12): a past range of a track, answered from the cache when it holds
+//! the start of the range, otherwise proxied to the track's source (the publisher's
+//! session or the upstream link).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use moq_transport::coding::{KeyValuePairs, Location};
+use moq_transport::data::{FetchRecord, FetchRecordObject};
+use moq_transport::message::RequestErrorCode;
+use moq_transport::session::{FetchOkInfo, FetchRequested, SessionError};
+use stagecast_proto::path::path_from_namespace;
+
+use crate::auth::SessionAuth;
+use crate::relay::Relay;
+use crate::router::SessionId;
+
+/// How long a Joining FETCH may wait for its subscription, and a proxied one for the
+/// source's answer.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Answers one FETCH that arrived on session `from`.
+pub async fn serve_fetch(
+    relay: Relay,
+    request: FetchRequested,
+    from: SessionId,
+    auth: Arc<SessionAuth>,
+) {
+    relay.metrics().fetches_total.inc();
+    let range = match tokio::time::timeout(FETCH_TIMEOUT, request.resolve()).await {
+        Ok(Ok(Some(range))) => range,
+        // The transport already answered (an unknown or unjoinable subscription).
+        Ok(Ok(None)) => return,
+        Ok(Err(err)) => {
+            tracing::debug!(%err, "cannot resolve FETCH");
+            return;
+        }
+        Err(_) => {
+            let _ = request.reject(
+                RequestErrorCode::Timeout,
+                "the joined subscription did not start in time",
+            );
+            return;
+        }
+    };
+    let path = path_from_namespace(&range.track_namespace);
+    if let Err(err) = auth.check_subscribe(&path) {
+        relay.metrics().auth_failures_total.inc();
+        let _ = request.reject(RequestErrorCode::Unauthorized, &err.to_string());
+        return;
+    }
+    let start = (
+        range.start_location.group_id,
+        range.start_location.object_id,
+    );
+    let end = (range.end_location.group_id, range.end_location.object_id);
+    let cached = relay
+        .cached_track(&range.track_namespace, &range.track_name)
+        .and_then(|cache| cache.objects_in(start, end))
+        .filter(|objects| !objects.is_empty());
+    if let Some(objects) = cached {
+        relay.metrics().fetch_cache_hits_total.inc();
+        if let Err(err) = respond(request, objects).await {
+            tracing::debug!(%err, "FETCH response broke off");
+        }
+        return;
+    }
+    let Some(mut source) = relay.source_subscriber(&range.track_namespace, from) else {
+        let _ = request.reject(
+            RequestErrorCode::DoesNotExist,
+            &format!(
+                "{path}/{} is not cached here for that range",
+                range.track_name
+            ),
+        );
+        return;
+    };
+    match source.fetch(range, KeyValuePairs::default()).await {
+        Ok(upstream) => {
+            if let Err(err) = request.proxy(upstream, FETCH_TIMEOUT).await {
+                tracing::debug!(%err, "proxied FETCH broke off");
+            }
+        }
+        Err(err) => {
+            let _ = request.reject(
+                RequestErrorCode::DoesNotExist,
+                &format!("the source refused the FETCH: {err}"),
+            );
+        }
+    }
+}
+
+async fn respond(
+    request: FetchRequested,
+    objects: Vec<(crate::cache::GroupInfo, u64, bytes::Bytes)>,
+) -> Result<(), SessionError> {
+    let (last_group, last_object) = objects
+        .last()
+        .map(|(info, object_id, _)| (info.group_id, *object_id))
+        .unwrap_or_default();
+    let mut writer = request
+        .respond(FetchOkInfo {
+            end_of_track: false,
+            end_location: Location::new(last_group, last_object + 1),
+            params: KeyValuePairs::default(),
+            track_extensions: Default::default(),
+        })
+        .await?;
+    for (info, object_id, payload) in objects {
+        writer
+            .write_record(&FetchRecord::Object(FetchRecordObject {
+                group_id: info.group_id,
+                subgroup_id: Some(info.subgroup_id),
+                object_id,
+                publisher_priority: info.priority,
+                extension_headers: Default::default(),
+                payload_length: payload.len() as u64,
+            }))
+            .await?;
+        writer.write_payload(&payload).await?;
+    }
+    writer.finish().await
+}

@@ -1,0 +1,148 @@
+//! FETCH (draft-18 §10.12) against real nodes: answered from a relay's cache when it holds
+//! the range, and passed through to the source when it does not.
+
+use std::time::Duration;
+
+use moq_transport::coding::{KeyValuePairs, Location, TrackNamespace};
+use moq_transport::data::FetchRecord;
+use moq_transport::message::StandaloneFetch;
+use moq_transport::serve::Track;
+use moq_transport::session::{Session, Subscriber};
+use stagecast_proto::endpoint::ClientEndpoint;
+use stagecast_proto::trust::ClientTrust;
+use stagecast_tests::media;
+use stagecast_tests::node::Node;
+use stagecast_tests::{output_dir, wait_until};
+
+/// Connects a MoQ client to `node`; the session runs in the background.
+async fn connect(node: &Node) -> (ClientEndpoint, Subscriber) {
+    let client = ClientEndpoint::new().unwrap();
+    let trust = ClientTrust::pinned_hex(&node.fingerprint).unwrap();
+    let url = node.moqt_url().parse().unwrap();
+    let (session, transport) = client.connect(&url, &trust).await.unwrap();
+    let (session, _publisher, subscriber) = Session::connect(session.into(), None, transport)
+        .await
+        .unwrap();
+    tokio::spawn(session.run());
+    (client, subscriber)
+}
+
+/// FETCHes whole group `group` of the demo catalog and returns the payloads.
+async fn fetch_catalog_group(subscriber: &mut Subscriber, group: u64) -> Vec<bytes::Bytes> {
+    let mut fetch = subscriber
+        .fetch(
+            StandaloneFetch {
+                track_namespace: TrackNamespace::from_utf8_path("demo/live"),
+                track_name: "catalog".to_string().into(),
+                start_location: Location::new(group, 0),
+                end_location: Location::new(group, 0),
+            },
+            KeyValuePairs::default(),
+        )
+        .await
+        .expect("send FETCH");
+    fetch.ok().await.expect("FETCH_OK");
+    let mut payloads = Vec::new();
+    while let Some(record) = fetch.next().await.expect("fetch record") {
+        if let FetchRecord::Object(_) = record {
+            let mut payload = Vec::new();
+            while let Some(chunk) = fetch.read_payload_chunk(64 * 1024).await.expect("payload") {
+                payload.extend_from_slice(&chunk);
+            }
+            payloads.push(payload.into());
+        }
+    }
+    payloads
+}
+
+/// The id of the newest catalog group at `subscriber`'s node.
+async fn newest_catalog_group(subscriber: &mut Subscriber) -> u64 {
+    let (writer, reader) = Track::new(
+        TrackNamespace::from_utf8_path("demo/live"),
+        "catalog".to_string(),
+    )
+    .produce();
+    let _subscription = subscriber
+        .subscribe_open(writer)
+        .await
+        .expect("subscribe to the catalog");
+    match reader.mode().await.expect("catalog mode") {
+        moq_transport::serve::TrackReaderMode::Subgroups(mut subgroups) => {
+            subgroups
+                .next()
+                .await
+                .expect("catalog group")
+                .expect("a group")
+                .group_id
+        }
+        _ => panic!("catalog not on subgroups"),
+    }
+}
+
+fn assert_is_catalog(payloads: &[bytes::Bytes]) {
+    assert_eq!(payloads.len(), 1, "one catalog object per group");
+    let catalog: serde_json::Value =
+        serde_json::from_slice(&payloads[0]).expect("the catalog is JSON");
+    assert!(
+        catalog["tracks"].as_array().is_some_and(|t| !t.is_empty()),
+        "{catalog}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fetch_is_served_from_the_cache_or_through_to_the_source() {
+    let dir = output_dir("fetch");
+    let origin = Node::origin(&dir, "origin", &[]);
+    let edge = Node::relay(&dir, "edge", &origin);
+    let (_c1, mut at_origin) = connect(&origin).await;
+    let group = newest_catalog_group(&mut at_origin).await;
+
+    // Nobody watches at the edge yet: it holds nothing and passes the FETCH upstream.
+    let (_c2, mut at_edge) = connect(&edge).await;
+    assert_is_catalog(&fetch_catalog_group(&mut at_edge, group).await);
+    assert_eq!(edge.metric("stagecast_fetches_total"), Some(1.0));
+    assert_eq!(
+        edge.metric("stagecast_fetch_cache_hits_total"),
+        Some(0.0),
+        "the first FETCH went to the source"
+    );
+
+    // A viewer at the edge makes it cache the catalog: now the edge answers itself.
+    let (mut viewer, output) = media::subscriber(
+        &dir,
+        "viewer",
+        &edge.moqt_url(),
+        "demo/live",
+        &edge.fingerprint,
+        &["--duration", "30"],
+    );
+    wait_until("media at the viewer", Duration::from_secs(20), || {
+        std::fs::metadata(&output).is_ok_and(|m| m.len() > 10_000)
+    });
+    assert_is_catalog(&fetch_catalog_group(&mut at_edge, group).await);
+    assert_eq!(
+        edge.metric("stagecast_fetch_cache_hits_total"),
+        Some(1.0),
+        "the edge answered from its cache"
+    );
+
+    // A range nobody holds is refused with a clear error, not left hanging.
+    let mut missing = at_origin
+        .fetch(
+            StandaloneFetch {
+                track_namespace: TrackNamespace::from_utf8_path("demo/live"),
+                track_name: "catalog".to_string().into(),
+                start_location: Location::new(1, 0),
+                end_location: Location::new(1, 0),
+            },
+            KeyValuePairs::default(),
+        )
+        .await
+        .expect("send FETCH");
+    assert!(
+        missing.ok().await.is_err(),
+        "group 1 is long gone: the FETCH must be refused"
+    );
+    let _ = viewer.kill();
+    let _ = viewer.wait();
+}
