@@ -156,6 +156,8 @@ async fn run_one(
     let relay_start = procfs::sample(relay.pid())?;
     let own_start = procfs::sample(std::process::id())?;
     let metrics_start = relay.metrics().await?;
+    let udp_start = procfs::udp_counters();
+    let drops_start = procfs::udp_drops_by_port(relay.quic_port);
     let mut rss_series = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.tick().await;
@@ -174,6 +176,9 @@ async fn run_one(
     let relay_end = procfs::sample(relay.pid())?;
     let own_end = procfs::sample(std::process::id())?;
     let metrics_end = relay.metrics().await?;
+    let udp_end = procfs::udp_counters();
+    let drops_end = procfs::udp_drops_by_port(relay.quic_port);
+    let load_average = procfs::load_average();
 
     // Let objects sent at the very end arrive, then stop.
     tokio::time::sleep(Duration::from_millis(args.late_ms) + GRACE_EXTRA).await;
@@ -242,6 +247,15 @@ async fn run_one(
         relay_objects_out: counter("stagecast_objects_out_total"),
         relay_bytes_out: counter("stagecast_bytes_out_total"),
         relay_groups_dropped: counter("stagecast_groups_dropped_total"),
+        udp_receive_buffer_errors: udp_end
+            .receive_buffer_errors
+            .saturating_sub(udp_start.receive_buffer_errors),
+        udp_send_buffer_errors: udp_end
+            .send_buffer_errors
+            .saturating_sub(udp_start.send_buffer_errors),
+        udp_drops_relay_socket: drops_end.0.saturating_sub(drops_start.0),
+        udp_drops_other_sockets: drops_end.1.saturating_sub(drops_start.1),
+        load_average,
         loadgen_cpu_percent: 100.0 * own_cpu_seconds / window_seconds,
         publisher_lag_ms: Percentiles::of(&mut lag_us, 1e-3),
         relay_log_warnings,

@@ -63,6 +63,68 @@ fn rss_kib(status: &str) -> anyhow::Result<u64> {
         .ok_or_else(|| anyhow!("no VmRSS in /proc status"))
 }
 
+/// The system's UDP counters (`/proc/net/snmp`): all sockets, so on a quiet machine
+/// they are the benchmark's loopback traffic.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct UdpCounters {
+    /// Datagrams dropped because a socket's receive buffer was full.
+    pub receive_buffer_errors: u64,
+    /// Datagrams not sent because a socket's send buffer was full.
+    pub send_buffer_errors: u64,
+}
+
+pub fn udp_counters() -> UdpCounters {
+    let text = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let mut udp = text.lines().filter(|line| line.starts_with("Udp:"));
+    let (Some(names), Some(values)) = (udp.next(), udp.next()) else {
+        return UdpCounters::default();
+    };
+    let field = |name: &str| {
+        names
+            .split_whitespace()
+            .position(|n| n == name)
+            .and_then(|i| values.split_whitespace().nth(i))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    UdpCounters {
+        receive_buffer_errors: field("RcvbufErrors"),
+        send_buffer_errors: field("SndbufErrors"),
+    }
+}
+
+/// Datagrams dropped so far by the UDP sockets bound to `port` and by all other UDP sockets
+/// (`drops`, the last column of `/proc/net/udp` and `/proc/net/udp6`), to tell the relay's
+/// socket from the load generator's.
+pub fn udp_drops_by_port(port: u16) -> (u64, u64) {
+    let (mut on_port, mut others) = (0, 0);
+    for file in ["/proc/net/udp", "/proc/net/udp6"] {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local_port = fields
+                .get(1)
+                .and_then(|addr| addr.rsplit_once(':'))
+                .and_then(|(_, hex)| u16::from_str_radix(hex, 16).ok());
+            let drops: u64 = fields.last().and_then(|d| d.parse().ok()).unwrap_or(0);
+            if local_port == Some(port) {
+                on_port += drops;
+            } else {
+                others += drops;
+            }
+        }
+    }
+    (on_port, others)
+}
+
+/// The one-minute load average: other work on the machine shows here.
+pub fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// The machine's CPU count (all of them, whatever this process is pinned to) and model
 /// name, from `/proc/cpuinfo`.
 pub fn cpus() -> (usize, String) {

@@ -52,6 +52,15 @@ pub struct RunResult {
     pub relay_groups_dropped: f64,
     /// Load generator (this process) CPU over the window's wall time.
     pub loadgen_cpu_percent: f64,
+    /// UDP datagrams dropped for full socket buffers during the window (whole system).
+    pub udp_receive_buffer_errors: u64,
+    pub udp_send_buffer_errors: u64,
+    /// Of those, dropped at the relay's socket and at the others (the load generator's),
+    /// counted per socket while the sockets were open.
+    pub udp_drops_relay_socket: u64,
+    pub udp_drops_other_sockets: u64,
+    /// One-minute load average at the window's end (2 = both cores busy).
+    pub load_average: f64,
     /// How late the publisher sent its objects after their scheduled time.
     pub publisher_lag_ms: Percentiles,
     pub relay_log_warnings: u64,
@@ -124,6 +133,17 @@ pub fn print_notes(r: &RunResult) {
             d.groups_with_gaps
         );
     }
+    println!(
+        "  N={n}: connected in {:.1} s; relay /metrics over the window: {:.0} objects, {:.3} GB out; UDP buffer drops: {} receive ({} at the relay's socket, {} at the load generator's), {} send; load average {:.2}",
+        r.connect_seconds,
+        r.relay_objects_out,
+        r.relay_bytes_out / 1e9,
+        r.udp_receive_buffer_errors,
+        r.udp_drops_relay_socket,
+        r.udp_drops_other_sockets,
+        r.udp_send_buffer_errors,
+        r.load_average
+    );
     if r.relay_log_warnings > 0 {
         println!(
             "  N={n}: the relay logged {} warning/error lines; most frequent:",
