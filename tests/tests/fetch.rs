@@ -127,7 +127,7 @@ async fn fetch_is_served_from_the_cache_or_through_to_the_source() {
     );
 
     // A range nobody holds is refused with a clear error, not left hanging.
-    let mut missing = at_origin
+    let missing = at_origin
         .fetch(
             StandaloneFetch {
                 track_namespace: TrackNamespace::from_utf8_path("demo/live"),
