@@ -82,6 +82,17 @@ export const RequestErrorCode = Object.freeze({
   REDIRECT: 0x34,
 });
 
+/**
+ * Session termination codes (draft "Termination", {#session-termination}) a viewer reacts to: the
+ * close code of a WebTransport session the server closed because of its access token.
+ */
+export const SessionCloseCode = Object.freeze({
+  NO_ERROR: 0x0,
+  UNAUTHORIZED: 0x2,
+  MALFORMED_AUTH_TOKEN: 0x16,
+  EXPIRED_AUTH_TOKEN: 0x18,
+});
+
 /** PUBLISH_DONE status codes (draft §9.12). */
 export const PublishDoneCode = Object.freeze({
   INTERNAL_ERROR: 0x0,

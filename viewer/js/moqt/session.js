@@ -9,6 +9,12 @@
  * subgroup streams naming the track by the alias SUBSCRIBE_OK gave; they are handed to
  * the subscription's `onObject` as each completes. GOAWAY and the end of the
  * WebTransport session are reported through `onGoaway` and `closed`.
+ *
+ * A server that refuses the session's access token (the `?jwt=` of the URL) closes the
+ * WebTransport session with a termination code (UNAUTHORIZED, MALFORMED_AUTH_TOKEN,
+ * EXPIRED_AUTH_TOKEN); requests in flight then fail with stream errors a moment before
+ * the close arrives. `connect()` and `reasonFor()` turn such failures into a
+ * `SessionClosed` error carrying the server's code.
  */
 
 import { ProtocolViolation, fromHex } from './bytes.js';
@@ -23,6 +29,9 @@ const ALIAS_WAIT_MS = 2000;
 /** How long to wait for the server's SETUP. */
 const SETUP_TIMEOUT_MS = 5000;
 
+/** How long a failed request waits for the session close that may explain it. */
+const CLOSE_WAIT_MS = 1000;
+
 /** A request refused by the peer (REQUEST_ERROR), with its code and reason. */
 export class RequestError extends Error {
   constructor(msg) {
@@ -31,6 +40,16 @@ export class RequestError extends Error {
     this.code = msg.errorCode;
     this.retryInterval = msg.retryInterval;
     this.redirect = msg.redirect;
+  }
+}
+
+/** The server closed the session, with a session termination code and reason. */
+export class SessionClosed extends Error {
+  constructor({ closeCode = 0, reason = '' } = {}) {
+    super(reason || `the server closed the session (code 0x${closeCode.toString(16)})`);
+    this.name = 'SessionClosed';
+    this.code = closeCode;
+    this.reason = reason;
   }
 }
 
@@ -53,7 +72,13 @@ export class MoqtSession {
       throw new Error(`server chose protocol ${wt.protocol}, not ${ALPN}`);
     }
     const session = new MoqtSession(wt, url);
-    await session.setup();
+    try {
+      await session.setup();
+    } catch (err) {
+      const why = await session.reasonFor(err);
+      session.close(0, 'setup failed');
+      throw why;
+    }
     return session;
   }
 
@@ -67,10 +92,30 @@ export class MoqtSession {
     this.onGoaway = null;
     this.goaway = null;
     this.serverSetup = null;
+    this.closedByUs = false;
+    this.peerClose = undefined; // {closeCode, reason} once the server has closed the session
     this.closed = wt.closed.then(
-      (info) => ({ clean: true, ...info }),
+      (info) => {
+        const close = { clean: true, closeCode: info?.closeCode ?? 0, reason: info?.reason ?? '' };
+        if (!this.closedByUs) this.peerClose = close;
+        return close;
+      },
       (err) => ({ clean: false, reason: String(err?.message ?? err) }),
     );
+  }
+
+  /**
+   * What made a request or the setup fail with `err`: if the server closes the session
+   * (within `ms`), a SessionClosed with its code; else `err` itself.
+   */
+  async reasonFor(err, ms = CLOSE_WAIT_MS) {
+    if (err instanceof RequestError || err instanceof SessionClosed) return err;
+    if (!this.peerClose && !this.closedByUs) {
+      let timer;
+      await Promise.race([this.closed, new Promise((resolve) => (timer = setTimeout(resolve, ms)))]);
+      clearTimeout(timer);
+    }
+    return this.peerClose ? new SessionClosed(this.peerClose) : err;
   }
 
   async setup() {
@@ -89,7 +134,8 @@ export class MoqtSession {
       timer = setTimeout(() => reject(new Error('the server sent no SETUP')), SETUP_TIMEOUT_MS);
     });
     try {
-      this.serverSetup = await Promise.race([setupSeen, timeout, this.closed.then((c) => Promise.reject(new Error(`closed during setup: ${c.reason ?? ''}`)))]);
+      const closed = this.closed.then((c) => Promise.reject(c.clean && !this.closedByUs ? new SessionClosed(c) : new Error(`closed during setup: ${c.reason}`)));
+      this.serverSetup = await Promise.race([setupSeen, timeout, closed]);
     } finally {
       clearTimeout(timer);
     }
@@ -248,6 +294,7 @@ export class MoqtSession {
   }
 
   close(code = 0, reason = '') {
+    if (!this.peerClose) this.closedByUs = true;
     try {
       this.wt.close({ closeCode: code, reason: reason.slice(0, 100) });
     } catch {

@@ -5,7 +5,9 @@
  * stalls or the relay sends GOAWAY, and resumes at the group where it left off.
  *
  * States it reports (event 'state', detail {state, message}): connecting, buffering,
- * playing, paused, reconnecting, offline, unauthorized, unsupported, error.
+ * playing, paused, reconnecting, offline, unauthorized, expired, unsupported, error.
+ * unauthorized and expired are final: the page's token was refused (access.js), and
+ * reconnecting with it cannot help, so the player stops.
  *
  * Latency. The media carries no wall-clock time, and our publishers use a wall-clock
  * group id only for their first group (later groups count up by one), so the page cannot
@@ -17,8 +19,9 @@
  * encoder's delay, which need a shared clock to measure.
  */
 
-import { MoqtSession, RequestError } from '../moqt/session.js';
+import { MoqtSession, RequestError, SessionClosed } from '../moqt/session.js';
 import { RequestErrorCode } from '../moqt/messages.js';
+import { accessDenied, EXPIRED, tokenExpiry, withToken } from './access.js';
 import { parseCatalog, sameTracks } from './catalog.js';
 import { decodeTime } from './fmp4.js';
 import { MseSink } from './mse.js';
@@ -37,12 +40,14 @@ const MAX_BACKOFF_MS = 4000;
 export class Player extends EventTarget {
   /**
    * `relay`: WebTransport URL; `fingerprint`: hex SHA-256 to pin, or `certUrl` to fetch it
-   * from; `namespace`: the broadcast's path segments.
+   * from; `namespace`: the broadcast's path segments; `token`: the access token (JWT),
+   * added as `?jwt=` to every URL connected to, including after a GOAWAY names another.
    */
-  constructor(video, { relay, fingerprint, certUrl, namespace, lowLatency = false }) {
+  constructor(video, { relay, fingerprint, certUrl, namespace, token, lowLatency = false }) {
     super();
     this.video = video;
-    this.relay = relay;
+    this.relay = relay; // without the token: the stats show it
+    this.token = token;
     this.fingerprint = fingerprint;
     this.certUrl = certUrl;
     this.namespace = namespace;
@@ -86,6 +91,18 @@ export class Player extends EventTarget {
     this.run();
   }
 
+  /**
+   * Access refused (`{state, message}` from access.js; `how` for the console and tests):
+   * stops for good but leaves the page as it is, the last frame under the message.
+   */
+  deny({ state, message }, how) {
+    this.stopped = true;
+    this.deniedBy = how;
+    clearInterval(this.timer);
+    this.video.pause();
+    this.setState(state, message);
+  }
+
   stop() {
     this.stopped = true;
     clearInterval(this.timer);
@@ -111,12 +128,14 @@ export class Player extends EventTarget {
         wait = played ? 0 : backoff;
       } catch (err) {
         if (this.stopped) return;
+        const denied = accessDenied(err, Boolean(this.token));
+        if (denied) {
+          this.deny(denied, err instanceof SessionClosed ? `session closed 0x${err.code.toString(16)}` : `REQUEST_ERROR 0x${err.code.toString(16)}`);
+          return;
+        }
         if (err instanceof RequestError && err.code === RequestErrorCode.DOES_NOT_EXIST) {
           this.setState('offline', 'This channel is offline. The player starts by itself when it goes live.');
           wait = OFFLINE_RETRY_MS;
-        } else if (err instanceof RequestError && [RequestErrorCode.UNAUTHORIZED, RequestErrorCode.MALFORMED_AUTH_TOKEN, RequestErrorCode.EXPIRED_AUTH_TOKEN].includes(err.code)) {
-          this.setState('unauthorized', 'You are not authorized to watch this channel.');
-          wait = 10000;
         } else if (err?.name === 'NotSupportedError' || /cannot play/.test(err?.message)) {
           this.setState('unsupported', err.message);
           return;
@@ -125,8 +144,13 @@ export class Player extends EventTarget {
         }
       }
       if (this.stopped) return;
+      // However the session ended, a token past its expiry will not get a new one.
+      if (this.token && Date.now() >= (tokenExpiry(this.token) ?? Infinity)) {
+        this.deny(EXPIRED, 'token expiry');
+        return;
+      }
       this.reconnects++;
-      if (!['offline', 'unauthorized'].includes(this.state)) this.setState('reconnecting', 'Reconnecting…');
+      if (this.state !== 'offline') this.setState('reconnecting', 'Reconnecting…');
       await sleep(wait);
       backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
     }
@@ -136,7 +160,7 @@ export class Player extends EventTarget {
   async connectOnce() {
     if (this.state !== 'reconnecting') this.setState('connecting', 'Connecting…');
     const fingerprint = await this.resolveFingerprint();
-    const session = await MoqtSession.connect(this.relay, { fingerprint });
+    const session = await MoqtSession.connect(withToken(this.relay, this.token), { fingerprint });
     this.session = session;
     this.offset = Infinity;
     let ended;
@@ -168,6 +192,12 @@ export class Player extends EventTarget {
       const why = await endedP;
       clearInterval(stall);
       this.whyEnded = why;
+      // Closed by the server because of the token (it expired while watching, say).
+      const closed = session.peerClose && new SessionClosed(session.peerClose);
+      if (closed && accessDenied(closed, Boolean(this.token))) throw closed;
+    } catch (err) {
+      // Requests fail a moment before the close that explains them arrives.
+      throw await session.reasonFor(err);
     } finally {
       session.close(0, 'reconnecting');
       this.session = null;
@@ -331,6 +361,7 @@ export class Player extends EventTarget {
       decodedFrames: q?.totalVideoFrames ?? 0,
       relay: this.relay,
       reconnects: this.reconnects,
+      deniedBy: this.deniedBy,
       currentTime: v.currentTime,
       lowLatency: this.lowLatency,
     };
