@@ -1,11 +1,14 @@
 /**
  * What the browser tests share: starting the real Stagecast binaries on loopback ports
- * they pick (read back from the lines they print on stderr), launching Debian's Chromium
- * through playwright-core, waiting on conditions with deadlines, and where artifacts go
- * (tests/output/browser/). Every process started here is stopped by `cleanup()`.
+ * they pick (read back from the lines they print on stderr), with authorization on as in
+ * a deployment (an origin makes its token key in its data directory, relays share it and
+ * present a token upstream, publishers need a token: `issueToken`), launching Debian's
+ * Chromium through playwright-core, waiting on conditions with deadlines, and where
+ * artifacts go (tests/output/browser/). Every process started here is killed when the
+ * test process exits.
  */
 
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createWriteStream, mkdirSync, rmSync, existsSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -62,12 +65,10 @@ export class Node {
   async launch(args = this.args) {
     this.args = args;
     const log = createWriteStream(join(this.dir, `${this.name}.log`), { flags: 'a' });
-    this.child = spawn(bin(this.binary), args, {
-      stdio: ['ignore', 'ignore', 'pipe'],
-      // These tests are about watching, not about who may publish: nodes run open
-      // (STAGECAST_NO_AUTH; ignored by builds without authentication).
-      env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'info', STAGECAST_NO_AUTH: 'true' },
-    });
+    // Authorization on, whatever the environment says.
+    const env = { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'info' };
+    delete env.STAGECAST_NO_AUTH;
+    this.child = spawn(bin(this.binary), args, { stdio: ['ignore', 'ignore', 'pipe'], env });
     const child = this.child;
     running.add(child);
     this.exited = new Promise((resolve) => child.once('exit', () => {
@@ -143,15 +144,33 @@ export function testDir(name) {
   return dir;
 }
 
-export function origin(dir, name = 'origin', extra = []) {
-  return Node.start(dir, name, 'stagecast-server', ['--bind', '[::]:0', '--http-bind', '[::]:0', '--data-dir', join(dir, name), ...extra]);
+/**
+ * A token from the deployment key `keyFile` (`stagecast token issue`): `publish` and
+ * `subscribe` are lists of path prefixes ("" for all), `ttl` a lifetime such as '1h'.
+ */
+export function issueToken(keyFile, { sub = 'browser-test', publish = [], subscribe = [], ttl = '1h' } = {}) {
+  const args = ['token', 'issue', '--key-file', keyFile, '--sub', sub, '--ttl', ttl];
+  for (const p of publish) args.push('--publish', p);
+  for (const p of subscribe) args.push('--subscribe', p);
+  return execFileSync(bin('stagecast'), args, { encoding: 'utf8' }).trim();
 }
 
+/** An origin with its data (certificate, token key `keyFile`) under `dir/<name>`. */
+export async function origin(dir, name = 'origin', extra = []) {
+  const node = await Node.start(dir, name, 'stagecast-server', ['--bind', '[::]:0', '--http-bind', '[::]:0', '--data-dir', join(dir, name), ...extra]);
+  node.keyFile = join(dir, name, 'auth.key');
+  return node;
+}
+
+/** A relay under `upstream`, sharing its token key and presenting a relay token to it. */
 export async function relay(dir, name, upstream) {
+  const token = issueToken(upstream.keyFile, { sub: name, publish: [''], subscribe: [''] });
   const node = await Node.start(dir, name, 'stagecast-relay', [
     '--upstream', upstream.moqtUrl, '--upstream-fingerprint', upstream.fingerprint,
     '--bind', '[::]:0', '--http-bind', '[::]:0', '--data-dir', join(dir, name),
+    '--auth-key-file', upstream.keyFile, '--upstream-token', token,
   ]);
+  node.keyFile = upstream.keyFile;
   await waitFor(`${name} to connect upstream`, 20000, async () => (await node.metric('stagecast_upstream_connected')) === 1);
   return node;
 }
@@ -187,5 +206,21 @@ export function stats(page) {
     const s = window.stagecast?.stats();
     const v = document.getElementById('video');
     return s && { ...s, paused: v.paused, readyState: v.readyState, status: document.getElementById('status').textContent, bodyState: document.body.dataset.state };
+  });
+}
+
+/** Waits for the page to be playing and returns its stats then. */
+export function untilPlaying(page, ms = 15000) {
+  return waitFor('the page to play', ms, async () => {
+    const s = await stats(page);
+    return s?.state === 'playing' && !s.paused && s.currentTime > 0 ? s : false;
+  });
+}
+
+/** Waits for media time to advance `seconds` past `from`. */
+export function untilAdvanced(page, from, seconds, ms) {
+  return waitFor(`currentTime to pass ${(from + seconds).toFixed(1)}`, ms, async () => {
+    const s = await stats(page);
+    return s && s.currentTime >= from + seconds ? s : false;
   });
 }

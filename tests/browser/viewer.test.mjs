@@ -12,7 +12,7 @@ import { spawn } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import { join } from 'node:path';
 
-import { bin, launchBrowser, openPage, origin, relay, stats, testDir, waitFor } from './harness.mjs';
+import { bin, issueToken, launchBrowser, openPage, origin, relay, stats, testDir, untilAdvanced, untilPlaying, waitFor } from './harness.mjs';
 
 const cleanups = [];
 after(async () => {
@@ -31,22 +31,6 @@ async function browserFor(dir) {
 async function startNode(promise) {
   const node = await promise;
   return owned(node, () => node.kill());
-}
-
-/** Waits for the page to be playing and returns its stats then. */
-function untilPlaying(page, ms = 15000) {
-  return waitFor('the page to play', ms, async () => {
-    const s = await stats(page);
-    return s?.state === 'playing' && !s.paused && s.currentTime > 0 ? s : false;
-  });
-}
-
-/** Waits for media time to advance `seconds` past `from`. */
-function untilAdvanced(page, from, seconds, ms) {
-  return waitFor(`currentTime to pass ${(from + seconds).toFixed(1)}`, ms, async () => {
-    const s = await stats(page);
-    return s && s.currentTime >= from + seconds ? s : false;
-  });
 }
 
 test('the demo channel plays in the browser', async () => {
@@ -90,7 +74,8 @@ test('a stream published with the CLI plays through origin <- relay <- relay', a
   ], { stdio: ['ignore', 'pipe', 'pipe'] });
   owned(ffmpeg, async () => ffmpeg.kill('SIGKILL'));
   ffmpeg.stderr.pipe(ffmpegLog);
-  const publish = spawn(bin('stagecast'), ['publish', server.moqtUrl, 'live/x', '--fingerprint', server.fingerprint], {
+  const token = issueToken(server.keyFile, { sub: 'creator', publish: ['live/'] });
+  const publish = spawn(bin('stagecast'), ['publish', server.moqtUrl, 'live/x', '--fingerprint', server.fingerprint, '--token', token], {
     stdio: ['pipe', 'ignore', 'pipe'],
   });
   owned(publish, async () => publish.kill('SIGKILL'));
