@@ -22,6 +22,8 @@ use crate::trust::ClientTrust;
 
 /// The raw-QUIC ALPN for MoQ Transport draft-18.
 pub const MOQT_ALPN: &str = "moqt-18";
+/// UDP socket buffer size requested for endpoints.
+const SOCKET_BUFFER_BYTES: usize = 8 * 1024 * 1024;
 /// A connection silent this long is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(6);
 /// How long a peer gets to finish the QUIC and WebTransport handshakes.
@@ -81,7 +83,18 @@ fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, EndpointError> {
     if addr.is_ipv6() {
         socket.set_only_v6(false).map_err(err)?;
     }
+    // The default receive buffer (about 200 KiB) overflows when one object fans out to
+    // hundreds of connections and their ACKs arrive together: measured with
+    // stagecast-bench at 500 subscribers (18,600 datagrams dropped in 20 s). Ask for more;
+    // the kernel caps it at net.core.{r,w}mem_max.
+    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER_BYTES);
+    let _ = socket.set_send_buffer_size(SOCKET_BUFFER_BYTES);
     socket.bind(&addr.into()).map_err(err)?;
+    tracing::debug!(
+        recv = socket.recv_buffer_size().unwrap_or(0),
+        send = socket.send_buffer_size().unwrap_or(0),
+        "UDP socket buffers"
+    );
     Ok(socket.into())
 }
 
