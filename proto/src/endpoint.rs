@@ -7,6 +7,7 @@
 //! above never needs to know which transport carried it.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,6 +55,10 @@ pub enum EndpointError {
 }
 
 fn transport_config() -> Arc<quinn::TransportConfig> {
+    Arc::new(base_transport_config())
+}
+
+fn base_transport_config() -> quinn::TransportConfig {
     let mut transport = quinn::TransportConfig::default();
     // A vanished peer is noticed within IDLE_TIMEOUT (a live stream stalled longer is
     // broken anyway); keep-alives stop an idle but healthy session (a subscriber waiting
@@ -66,7 +71,7 @@ fn transport_config() -> Arc<quinn::TransportConfig> {
     // have open at once.
     transport.max_concurrent_uni_streams(quinn::VarInt::from_u32(256));
     transport.max_concurrent_bidi_streams(quinn::VarInt::from_u32(128));
-    Arc::new(transport)
+    transport
 }
 
 /// Binds a UDP socket; an IPv6 wildcard also accepts IPv4 (dual stack), because Chromium
@@ -114,6 +119,11 @@ type Handshake = futures_util::future::BoxFuture<'static, Result<Accepted, Strin
 pub struct ServerEndpoint {
     quic: quinn::Endpoint,
     handshakes: futures_util::stream::FuturesUnordered<Handshake>,
+    /// Where to write a qlog per connection, for debugging QUIC; off when `None`.
+    qlog_dir: Option<Arc<PathBuf>>,
+    /// The server configuration in use (shared with [`EndpointHandle`], which replaces it
+    /// on certificate renewal); connections with a qlog are accepted with a copy of it.
+    config: Arc<std::sync::Mutex<quinn::ServerConfig>>,
 }
 
 /// The QUIC server configuration for `identity`, offering WebTransport and raw MoQT.
@@ -154,13 +164,16 @@ fn restart_safe_config(identity: &ServerIdentity) -> quinn::EndpointConfig {
 #[derive(Clone)]
 pub struct EndpointHandle {
     quic: quinn::Endpoint,
+    config: Arc<std::sync::Mutex<quinn::ServerConfig>>,
 }
 
 impl EndpointHandle {
     /// Replaces the certificate: new handshakes use the new one, open connections keep
     /// theirs.
     pub fn set_identity(&self, identity: &ServerIdentity) -> Result<(), EndpointError> {
-        self.quic.set_server_config(Some(server_config(identity)?));
+        let config = server_config(identity)?;
+        *self.config.lock().unwrap_or_else(|p| p.into_inner()) = config.clone();
+        self.quic.set_server_config(Some(config));
         Ok(())
     }
 
@@ -183,7 +196,17 @@ impl EndpointHandle {
 
 impl ServerEndpoint {
     pub fn bind(addr: SocketAddr, identity: &ServerIdentity) -> Result<Self, EndpointError> {
+        Self::bind_with_qlog(addr, identity, None)
+    }
+
+    /// Like [`Self::bind`], writing a qlog of every connection into `qlog_dir`.
+    pub fn bind_with_qlog(
+        addr: SocketAddr,
+        identity: &ServerIdentity,
+        qlog_dir: Option<PathBuf>,
+    ) -> Result<Self, EndpointError> {
         let config = server_config(identity)?;
+        let shared_config = Arc::new(std::sync::Mutex::new(config.clone()));
         let socket = bind_udp(addr)?;
         let runtime = quinn::default_runtime().ok_or_else(|| EndpointError::Bind {
             addr,
@@ -195,6 +218,8 @@ impl ServerEndpoint {
         Ok(Self {
             quic,
             handshakes: Default::default(),
+            qlog_dir: qlog_dir.map(Arc::new),
+            config: shared_config,
         })
     }
 
@@ -206,6 +231,7 @@ impl ServerEndpoint {
     pub fn handle(&self) -> EndpointHandle {
         EndpointHandle {
             quic: self.quic.clone(),
+            config: self.config.clone(),
         }
     }
 
@@ -216,8 +242,11 @@ impl ServerEndpoint {
             tokio::select! {
                 incoming = self.quic.accept(), if self.handshakes.len() < MAX_PENDING_HANDSHAKES => {
                     let incoming = incoming?;
+                    let qlog = self.qlog_dir.as_ref().map(|dir| {
+                        (dir.clone(), self.config.lock().unwrap_or_else(|p| p.into_inner()).clone())
+                    });
                     let handshake = async move {
-                        tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(incoming))
+                        tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(incoming, qlog))
                             .await
                             .map_err(|_| "handshake timed out".to_string())?
                     };
@@ -232,9 +261,36 @@ impl ServerEndpoint {
     }
 }
 
-async fn handshake(incoming: quinn::Incoming) -> Result<Accepted, String> {
+/// Accepts with a transport configuration that writes this connection's qlog into `dir`.
+fn accept_with_qlog(
+    incoming: quinn::Incoming,
+    dir: &Path,
+    mut config: quinn::ServerConfig,
+) -> Result<quinn::Connecting, String> {
+    let cid = incoming.orig_dst_cid();
+    let path = dir.join(format!("{cid}_server.qlog"));
+    let file = std::fs::File::create(&path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    let mut transport = base_transport_config();
+    let mut qlog = quinn::QlogConfig::default();
+    qlog.writer(Box::new(std::io::BufWriter::new(file)))
+        .title(Some("stagecast".into()));
+    transport.qlog_stream(qlog.into_stream());
+    config.transport_config(Arc::new(transport));
+    incoming
+        .accept_with(Arc::new(config))
+        .map_err(|e| e.to_string())
+}
+
+async fn handshake(
+    incoming: quinn::Incoming,
+    qlog: Option<(Arc<PathBuf>, quinn::ServerConfig)>,
+) -> Result<Accepted, String> {
     let remote = incoming.remote_address();
-    let connecting = incoming.accept().map_err(|e| e.to_string())?;
+    let connecting = match qlog {
+        Some((dir, config)) => accept_with_qlog(incoming, &dir, config)?,
+        None => incoming.accept().map_err(|e| e.to_string())?,
+    };
     let conn = connecting.await.map_err(|e| e.to_string())?;
     let alpn = conn
         .handshake_data()

@@ -43,6 +43,9 @@ pub struct NodeArgs {
     /// TOML file of options (`bind = "[::]:4443"`); flags and environment variables win.
     #[arg(long, env = "STAGECAST_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Write a qlog of every QUIC connection into this directory (for debugging QUIC).
+    #[arg(long, env = "STAGECAST_QLOG_DIR")]
+    pub qlog_dir: Option<PathBuf>,
     #[command(flatten)]
     pub auth: AuthArgs,
 }
@@ -91,7 +94,11 @@ impl NodeArgs {
             (Some(cert), Some(key)) => ServerIdentity::load_pem(cert, key)?,
             _ => ServerIdentity::load_or_create_dev(data_dir, &self.dev_cert_hosts)?,
         };
-        let endpoint = ServerEndpoint::bind(bind, &identity)?;
+        if let Some(dir) = &self.qlog_dir {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create the qlog directory {}", dir.display()))?;
+        }
+        let endpoint = ServerEndpoint::bind_with_qlog(bind, &identity, self.qlog_dir.clone())?;
         let http = TcpListener::bind(http_bind)
             .await
             .with_context(|| format!("cannot listen for HTTP on {http_bind}"))?;
