@@ -197,18 +197,28 @@ impl Node {
         drop(old);
     }
 
+    /// The process's resident memory, from /proc.
+    pub fn rss_bytes(&self) -> u64 {
+        rss_bytes(self.child.id())
+    }
+
     /// Sends SIGTERM (a graceful drain).
     pub fn terminate(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -TERM failed");
+        signal(self.child.id(), "TERM");
     }
 
     /// Waits for the process to exit by itself, failing after `timeout`.
     pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
         crate::wait_exit(&mut self.child, &self.name, timeout)
+    }
+
+    /// Waits until a metric drops below `value`.
+    pub fn wait_metric_below(&self, name: &str, value: f64) {
+        crate::wait_until(
+            &format!("{} {name} < {value}", self.name),
+            Duration::from_secs(30),
+            || self.metric(name).is_some_and(|v| v < value),
+        );
     }
 
     /// Kills the process at once (SIGKILL).
@@ -257,4 +267,25 @@ pub fn issue_token(
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+/// A process's resident memory in bytes (VmRSS in /proc/PID/status), 0 if unreadable.
+pub fn rss_bytes(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib * 1024)
+        })
+        .unwrap_or(0)
+}
+
+/// Sends a signal (`STOP`, `CONT`, `TERM`...) to a process.
+pub fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{name} {pid} failed");
 }
