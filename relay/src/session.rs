@@ -18,6 +18,9 @@ use crate::metrics::GaugeGuard;
 use crate::relay::Relay;
 use crate::router::{SessionId, Source};
 
+/// How long a session closed for a reason is kept while the close reaches the peer.
+const CLOSE_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Serves an accepted connection until it closes.
 pub async fn serve_session(relay: Relay, accepted: Accepted) -> Result<(), SessionError> {
     let remote = accepted.remote;
@@ -34,6 +37,9 @@ pub async fn serve_session(relay: Relay, accepted: Accepted) -> Result<(), Sessi
             relay.metrics().auth_failures_total.inc();
             tracing::info!(%remote, %err, "session refused");
             transport.close(err.session_code(), err.to_string().as_bytes());
+            // Hold the session until the close has gone out: dropping it at once stops the
+            // HTTP/3 streams first, and a browser then sees "connection lost", not why.
+            let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, transport.closed()).await;
             return Ok(());
         }
     };
@@ -51,6 +57,7 @@ pub async fn serve_session(relay: Relay, accepted: Accepted) -> Result<(), Sessi
             relay.metrics().auth_failures_total.inc();
             tracing::info!(session = id, "authorization token expired; closing the session");
             transport.close(SESSION_EXPIRED_AUTH_TOKEN, b"authorization token expired");
+            let _ = tokio::time::timeout(CLOSE_FLUSH_TIMEOUT, transport.closed()).await;
         } => Ok(())
     };
     tracing::info!(session = id, ?result, "session ended");

@@ -21,6 +21,8 @@ use crate::track_io::{fill_cache, SourceEnd};
 
 /// How long a source gets to accept a SUBSCRIBE.
 const SOURCE_ACCEPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pause before asking a source again after it broke off.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
 /// How long a lost source may take to come back before the track ends for its subscribers.
 pub const RESUME_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -40,6 +42,9 @@ pub async fn run_source(
     ready: watch::Sender<Readiness>,
 ) {
     let mut resumed = false;
+    // When the source was first lost and has not delivered a group since; the track ends
+    // if that lasts longer than RESUME_TIMEOUT.
+    let mut lost_since: Option<tokio::time::Instant> = None;
     loop {
         let subscriber = match relay.source_subscriber(&request.namespace, request.from) {
             Some(subscriber) => subscriber,
@@ -88,8 +93,12 @@ pub async fn run_source(
             tracing::info!(namespace = %request.namespace, track = %request.name, "source resumed");
         }
         ready.send_replace(Readiness::Ready);
+        let groups_before = cache.newest_group_id();
         let end = fill_cache(reader, &cache, relay.metrics()).await;
         drop(subscription);
+        if cache.newest_group_id() != groups_before {
+            lost_since = None;
+        }
         match end {
             SourceEnd::Finished => {
                 cache.end(TrackEnd::Finished);
@@ -98,6 +107,13 @@ pub async fn run_source(
             SourceEnd::Lost { code, reason } => {
                 tracing::info!(namespace = %request.namespace, track = %request.name, code, %reason, "source lost; waiting for it to come back");
                 resumed = true;
+                let since = *lost_since.get_or_insert_with(tokio::time::Instant::now);
+                if since.elapsed() > RESUME_TIMEOUT {
+                    end_lost(&cache, &request, "the source kept breaking off");
+                    return;
+                }
+                // A source that breaks off at once is not asked again in a tight loop.
+                tokio::time::sleep(RETRY_PAUSE).await;
             }
         }
     }

@@ -91,7 +91,12 @@ async fn fill_inner(
                         Err(err) => tracing::debug!(%err, "skipping group"),
                     }
                 }
-                Ok(None) => source_done = true,
+                // The subscription's track went away without PUBLISH_DONE: the source is
+                // gone (seen when an upstream relay restarts), not finished.
+                Ok(None) => {
+                    source_done = true;
+                    ended = Err(ServeError::Cancel);
+                }
                 // The publisher ended the track (PUBLISH_DONE): the groups still arriving
                 // on their own streams are finished before the track is (draft-18 §10.1.2
                 // lets PUBLISH_DONE overtake data). A lost source is another matter.
@@ -194,6 +199,10 @@ pub async fn deliver(
                     Ok(subgroup) => {
                         open.insert(seq, subgroup);
                     }
+                    // This subscriber already had this group (cut short when its source
+                    // was lost, now sent again by the resumed source): a group is sent once,
+                    // so it goes on with the next.
+                    Err(ServeError::Duplicate) => {}
                     // The subscriber is gone or its session refused more streams.
                     Err(_) => return,
                 }
@@ -251,7 +260,8 @@ pub async fn deliver(
 /// The PUBLISH_DONE status code for a source that ended with `err`.
 fn serve_error_code(err: &ServeError) -> u64 {
     match err {
-        ServeError::Done => PublishDoneCode::TrackEnded as u64,
+        // Only an explicit PUBLISH_DONE TRACK_ENDED means the publisher finished; a track
+        // that merely ended (Done) lost its source.
         ServeError::Closed(code) => *code,
         ServeError::Size => PublishDoneCode::MalformedTrack as u64,
         _ => PublishDoneCode::InternalError as u64,

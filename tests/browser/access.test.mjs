@@ -4,8 +4,7 @@
  * without a token (a plain "not authorized" message, and the player stops instead of
  * reconnecting), plays it with `?jwt=` of a token for `demo/`, and keeps that token when
  * it reconnects after the origin restarts; a malformed token and a token that expires
- * while watching close the session, and the page says so (these two are marked todo
- * until the origin delivers its close code: see NEEDS_SERVER_CLOSE). Screenshots land in
+ * while watching close the session, and the page says so. Screenshots land in
  * tests/output/browser/<test>/. Run: npm test (in tests/browser), after cargo build.
  */
 
@@ -89,9 +88,8 @@ test('a protected channel: not authorized without a token, plays with ?jwt= and 
 // watching, stream resets that can crash the renderer. Known failing until the node waits
 // for the close to be delivered (relay/src/session.rs: `transport.closed().await` after
 // `transport.close(..)` on both paths); with that change both tests pass.
-const NEEDS_SERVER_CLOSE = 'the origin must deliver its session close before dropping the session (relay/src/session.rs)';
 
-test('a malformed token closes the session and the page says it is not valid', { todo: NEEDS_SERVER_CLOSE }, async () => {
+test('a malformed token closes the session and the page says it is not valid', async () => {
   const dir = testDir('access-malformed');
   const server = await startNode(origin(dir));
   const browser = await browserFor(dir);
@@ -108,7 +106,7 @@ test('a malformed token closes the session and the page says it is not valid', {
   console.log(`# access: malformed token refused (${malformed.deniedBy})`);
 });
 
-test('a token that expires while watching: the page says the access has expired', { todo: NEEDS_SERVER_CLOSE }, async () => {
+test('a token that expires while watching: the page says the access has expired', async () => {
   const dir = testDir('access-expired');
   const server = await startNode(origin(dir));
   const browser = await browserFor(dir);
