@@ -364,3 +364,32 @@ pub fn subscriber(
         .expect("start stagecast subscribe");
     (child, output)
 }
+
+/// Publishes `clip` live as `broadcast` with `stagecast publish` at `url` (a URL of node
+/// `at`, which issues the token), through a gated [`LiveSource`], and returns once `origin`
+/// lists the broadcast. Open the source's gate once the subscribers are in place.
+pub fn publish_live(
+    dir: &Path,
+    origin: &crate::node::Node,
+    at: &crate::node::Node,
+    url: &str,
+    broadcast: &str,
+    clip: &Path,
+    layout: Layout,
+) -> (Child, LiveSource) {
+    let mut child = publisher(
+        dir,
+        url,
+        broadcast,
+        &at.fingerprint,
+        &at.publish_token(broadcast),
+    );
+    let stdin = child.stdin.take().expect("publisher stdin");
+    let source = LiveSource::start(clip, layout, stdin, dir.join("input.mp4"));
+    crate::wait_until(
+        "the origin to list the broadcast",
+        std::time::Duration::from_secs(20),
+        || crate::origin_lists(origin, broadcast),
+    );
+    (child, source)
+}

@@ -5,9 +5,9 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use stagecast_tests::media::{self, Layout, LiveSource};
+use stagecast_tests::media::{self, Layout};
 use stagecast_tests::node::Node;
-use stagecast_tests::{bin, origin_lists, output_dir, wait_exit, wait_until};
+use stagecast_tests::{bin, output_dir, wait_exit, wait_until};
 
 #[test]
 fn non_mp4_on_publish_stdin_exits_nonzero_with_a_clear_message() {
@@ -92,23 +92,14 @@ fn a_vanishing_publisher_ends_its_subscribers_cleanly() {
     let origin = Node::bare_origin(&dir, "origin");
     let edge = Node::relay(&dir, "edge", &origin);
     let broadcast = "live/vanishing";
-    let mut publisher = media::publisher(
+    let (mut publisher, mut source) = media::publish_live(
         &dir,
+        &origin,
+        &origin,
         &origin.moqt_url(),
         broadcast,
-        &origin.fingerprint,
-        &origin.publish_token(broadcast),
-    );
-    let mut source = LiveSource::start(
         &clip,
         Layout::FragEveryFrame,
-        publisher.stdin.take().expect("stdin"),
-        dir.join("input.mp4"),
-    );
-    wait_until(
-        "the origin to list the broadcast",
-        Duration::from_secs(20),
-        || origin_lists(&origin, broadcast),
     );
     let (mut subscriber, output) = media::subscriber(
         &dir,

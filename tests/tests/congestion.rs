@@ -4,9 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use stagecast_tests::media::{self, Layout, LiveSource};
+use stagecast_tests::media::{self, Layout};
 use stagecast_tests::node::{signal, Node};
-use stagecast_tests::{origin_lists, output_dir, wait_exit, wait_until};
+use stagecast_tests::{output_dir, wait_exit, wait_until};
 
 #[test]
 fn a_frozen_subscriber_does_not_hold_back_ten_others() {
@@ -15,23 +15,14 @@ fn a_frozen_subscriber_does_not_hold_back_ten_others() {
     let origin = Node::bare_origin(&dir, "origin");
     let edge = Node::relay(&dir, "edge", &origin);
     let broadcast = "live/congested";
-    let mut publisher = media::publisher(
+    let (mut publisher, mut source) = media::publish_live(
         &dir,
+        &origin,
+        &origin,
         &origin.moqt_url(),
         broadcast,
-        &origin.fingerprint,
-        &origin.publish_token(broadcast),
-    );
-    let mut source = LiveSource::start(
         &clip,
         Layout::FragEveryFrame,
-        publisher.stdin.take().expect("stdin"),
-        dir.join("input.mp4"),
-    );
-    wait_until(
-        "the origin to list the broadcast",
-        Duration::from_secs(20),
-        || origin_lists(&origin, broadcast),
     );
 
     let (mut frozen, frozen_output) = media::subscriber(

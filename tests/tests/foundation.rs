@@ -4,9 +4,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use stagecast_tests::media::{self, Layout, LiveSource};
+use stagecast_tests::media::{self, Layout};
 use stagecast_tests::node::Node;
-use stagecast_tests::{origin_lists, output_dir, wait_exit, wait_until};
+use stagecast_tests::{output_dir, wait_exit};
 
 const EXIT_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -29,19 +29,14 @@ fn round_trip(
             node.moqt_url()
         }
     };
-    let mut publisher = media::publisher(
+    let (mut publisher, mut source) = media::publish_live(
         dir,
+        origin,
+        publish_at,
         &url(publish_at),
         broadcast,
-        &publish_at.fingerprint,
-        &publish_at.publish_token(broadcast),
-    );
-    let stdin = publisher.stdin.take().expect("publisher stdin");
-    let mut source = LiveSource::start(clip, layout, stdin, dir.join("input.mp4"));
-    wait_until(
-        "the origin to list the broadcast",
-        Duration::from_secs(20),
-        || origin_lists(origin, broadcast),
+        clip,
+        layout,
     );
 
     let before = subscribe_at

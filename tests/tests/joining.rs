@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use stagecast_tests::media::{self, Layout, LiveSource};
+use stagecast_tests::media::{self, Layout};
 use stagecast_tests::node::Node;
-use stagecast_tests::{origin_lists, output_dir, wait_exit, wait_until};
+use stagecast_tests::{output_dir, wait_exit};
 
 const EXIT_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -48,23 +48,14 @@ fn fifty_subscribers_at_an_edge_share_one_upstream_subscription_per_track() {
     let origin = Node::bare_origin(&dir, "origin");
     let edge = Node::relay(&dir, "edge", &origin);
     let broadcast = "live/crowd";
-    let mut publisher = media::publisher(
+    let (mut publisher, mut source) = media::publish_live(
         &dir,
+        &origin,
+        &origin,
         &origin.moqt_url(),
         broadcast,
-        &origin.fingerprint,
-        &origin.publish_token(broadcast),
-    );
-    let mut source = LiveSource::start(
         &clip,
         Layout::FragEveryFrame,
-        publisher.stdin.take().expect("stdin"),
-        dir.join("input.mp4"),
-    );
-    wait_until(
-        "the origin to list the broadcast",
-        Duration::from_secs(20),
-        || origin_lists(&origin, broadcast),
     );
 
     let subscribers: Vec<_> = (0..50)

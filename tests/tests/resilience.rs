@@ -5,9 +5,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use stagecast_tests::media::{self, Layout, LiveSource};
+use stagecast_tests::media::{self, Layout};
 use stagecast_tests::node::Node;
-use stagecast_tests::{origin_lists, output_dir, wait_exit, wait_until};
+use stagecast_tests::{output_dir, wait_exit, wait_until};
 
 fn size(path: &Path) -> u64 {
     std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
@@ -30,23 +30,14 @@ fn far_subscriber_resumes_when_the_middle_relay_restarts() {
     let mut mid = Node::relay(&dir, "mid", &origin);
     let edge = Node::relay(&dir, "edge", &mid);
     let broadcast = "live/resilient";
-    let mut publisher = media::publisher(
+    let (mut publisher, mut source) = media::publish_live(
         &dir,
+        &origin,
+        &origin,
         &origin.moqt_url(),
         broadcast,
-        &origin.fingerprint,
-        &origin.publish_token(broadcast),
-    );
-    let mut source = LiveSource::start(
         &clip,
         Layout::FragEveryFrame,
-        publisher.stdin.take().expect("stdin"),
-        dir.join("input.mp4"),
-    );
-    wait_until(
-        "the origin to list the broadcast",
-        Duration::from_secs(20),
-        || origin_lists(&origin, broadcast),
     );
     let (mut subscriber, output) = media::subscriber(
         &dir,
