@@ -1,6 +1,6 @@
 //! FETCH (draft-18 §10.12): a past range of a track, answered from the cache when it holds
-//! the start of the range, otherwise proxied to the track's source (the publisher's
-//! session or the upstream link).
+//! the start of the range, otherwise fetched from the track's source (the publisher's
+//! session or the upstream link), once for all who ask at about the same time.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,7 +65,7 @@ pub async fn serve_fetch(
         }
         return;
     }
-    let Some(mut source) = relay.source_subscriber(&range.track_namespace, from) else {
+    let Some(source) = relay.source_subscriber(&range.track_namespace, from) else {
         let _ = request.reject(
             RequestErrorCode::DoesNotExist,
             &format!(
@@ -75,17 +75,24 @@ pub async fn serve_fetch(
         );
         return;
     };
-    match source.fetch(range, KeyValuePairs::default()).await {
-        Ok(upstream) => {
-            if let Err(err) = request.proxy(upstream, FETCH_TIMEOUT).await {
-                tracing::debug!(%err, "proxied FETCH broke off");
+    let (went_to_source, fetched) = relay.fetch_merger().fetch(source.clone(), range).await;
+    if went_to_source {
+        relay.metrics().upstream_fetches_total.inc();
+    }
+    match fetched {
+        Ok(objects) if !objects.is_empty() => {
+            if let Err(err) = respond(request, objects.as_ref().clone()).await {
+                tracing::debug!(%err, "FETCH response broke off");
             }
         }
-        Err(err) => {
+        Ok(_) => {
             let _ = request.reject(
                 RequestErrorCode::DoesNotExist,
-                &format!("the source refused the FETCH: {err}"),
+                "the source holds nothing in that range",
             );
+        }
+        Err(reason) => {
+            let _ = request.reject(RequestErrorCode::DoesNotExist, &reason);
         }
     }
 }

@@ -21,6 +21,7 @@ pub mod cache;
 pub mod config_file;
 pub mod drain;
 pub mod fetch;
+pub mod fetch_merge;
 pub mod http;
 pub mod local;
 pub mod metrics;

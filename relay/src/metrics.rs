@@ -76,6 +76,7 @@ pub struct MetricsInner {
     pub groups_dropped_total: Counter,
     pub fetches_total: Counter,
     pub fetch_cache_hits_total: Counter,
+    pub upstream_fetches_total: Counter,
 }
 
 /// Shared handle to the relay's metrics.
@@ -191,6 +192,11 @@ impl Metrics {
                 "stagecast_fetch_cache_hits_total",
                 "FETCH requests answered from the cache (the rest went to the source).",
                 &self.fetch_cache_hits_total,
+            ),
+            (
+                "stagecast_upstream_fetches_total",
+                "FETCHes sent to a source (concurrent misses for one range share one).",
+                &self.upstream_fetches_total,
             ),
             (
                 "stagecast_groups_dropped_total",

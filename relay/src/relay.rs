@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use crate::auth::AuthPolicy;
 use crate::budget::CacheBudget;
 use crate::cache::{CacheLimits, TrackCache};
+use crate::fetch_merge::FetchMerger;
 use crate::metrics::{GaugeGuard, Metrics};
 use crate::registry::{SharedTrack, TrackRegistry};
 use crate::router::{Router, SessionId, Source};
@@ -61,6 +62,8 @@ struct RelayInner {
     upstream: watch::Sender<Option<UpstreamSession>>,
     /// Set when the node starts draining: subscriptions are ended with GOING_AWAY.
     draining: watch::Sender<bool>,
+    /// FETCH misses in flight at sources, merged per range.
+    fetches: FetchMerger,
 }
 
 /// Handle to the engine; clones share it.
@@ -82,6 +85,7 @@ impl Relay {
             next_session: AtomicU64::new(1),
             upstream: watch::Sender::new(None),
             draining: watch::Sender::new(false),
+            fetches: FetchMerger::default(),
         }))
     }
 
@@ -95,6 +99,10 @@ impl Relay {
 
     pub fn config(&self) -> &RelayConfig {
         &self.0.config
+    }
+
+    pub fn fetch_merger(&self) -> &FetchMerger {
+        &self.0.fetches
     }
 
     pub fn registry(&self) -> &TrackRegistry {

@@ -97,15 +97,29 @@ async fn fetch_is_served_from_the_cache_or_through_to_the_source() {
     let (_c1, mut at_origin) = connect(&origin).await;
     let group = newest_catalog_group(&mut at_origin).await;
 
-    // Nobody watches at the edge yet: it holds nothing and passes the FETCH upstream.
-    let (_c2, mut at_edge) = connect(&edge).await;
-    assert_is_catalog(&fetch_catalog_group(&mut at_edge, group).await);
-    assert_eq!(edge.metric("stagecast_fetches_total"), Some(1.0));
+    // Nobody watches at the edge yet: it holds nothing and goes to the source, once for
+    // ten requesters asking at the same time.
+    let (_c2, at_edge) = connect(&edge).await;
+    let mut requests = tokio::task::JoinSet::new();
+    for _ in 0..10 {
+        let mut subscriber = at_edge.clone();
+        requests.spawn(async move { fetch_catalog_group(&mut subscriber, group).await });
+    }
+    while let Some(payloads) = requests.join_next().await {
+        assert_is_catalog(&payloads.expect("fetch task"));
+    }
+    assert_eq!(edge.metric("stagecast_fetches_total"), Some(10.0));
     assert_eq!(
         edge.metric("stagecast_fetch_cache_hits_total"),
         Some(0.0),
-        "the first FETCH went to the source"
+        "nothing was cached at the edge"
     );
+    assert_eq!(
+        edge.metric("stagecast_upstream_fetches_total"),
+        Some(1.0),
+        "ten misses, one FETCH upstream"
+    );
+    let mut at_edge = at_edge;
 
     // A viewer at the edge makes it cache the catalog: now the edge answers itself.
     let (mut viewer, output) = media::subscriber(
