@@ -93,7 +93,8 @@ test('a stream published with the CLI plays through origin <- relay <- relay', a
   const certUrl = `${relay2.httpUrl}/certificate.sha256`;
   const url = `${server.httpUrl}/watch/live/x?relay=${encodeURIComponent(relayUrl)}&cert=${encodeURIComponent(certUrl)}`;
   const { page } = await openPage(browser, url);
-  const first = await untilPlaying(page, 20000);
+  // Generous: a first connection attempt that gets no answer is retried after 8 s.
+  const first = await untilPlaying(page, 30000);
   assert.equal(first.relay, relayUrl, 'the page uses the relay named in the URL');
   const later = await untilAdvanced(page, first.currentTime, 3, 15000);
   assert.ok(later.decodedFrames > first.decodedFrames, 'frames decoded');

@@ -53,6 +53,18 @@ export class SessionClosed extends Error {
   }
 }
 
+/** How long connecting (WebTransport handshake, then MoQ SETUP) may take. */
+const CONNECT_TIMEOUT_MS = 8000;
+
+/** Resolves like `promise`, or rejects with `onTimeout()` after `ms`. */
+function withTimeout(promise, ms, onTimeout) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(onTimeout()), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
 export class MoqtSession {
   /**
    * Connects to `url` (https://host:port[/path]). `fingerprint` (hex SHA-256 of the
@@ -65,7 +77,16 @@ export class MoqtSession {
     if (fingerprint) options.serverCertificateHashes = [{ algorithm: 'sha-256', value: fromHex(fingerprint) }];
     const wt = new WebTransport(url, options);
     wt.closed.catch(() => {});
-    await wt.ready;
+    // A handshake that never completes (lost packets, a server that is not there yet)
+    // would otherwise leave the caller waiting forever instead of retrying.
+    await withTimeout(wt.ready, CONNECT_TIMEOUT_MS, () => {
+      try {
+        wt.close({ closeCode: 0, reason: 'connect timed out' });
+      } catch {
+        // already closed
+      }
+      return new Error(`no answer from ${url} within ${CONNECT_TIMEOUT_MS / 1000} s`);
+    });
     // A browser that knows the option reports the server's choice; older ones leave it ''.
     if (wt.protocol && wt.protocol !== ALPN) {
       wt.close({ closeCode: 0, reason: 'unsupported MoQT version' });
@@ -73,7 +94,7 @@ export class MoqtSession {
     }
     const session = new MoqtSession(wt, url);
     try {
-      await session.setup();
+      await withTimeout(session.setup(), CONNECT_TIMEOUT_MS, () => new Error(`no MoQ SETUP from ${url}`));
     } catch (err) {
       const why = await session.reasonFor(err);
       session.close(0, 'setup failed');

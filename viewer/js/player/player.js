@@ -113,7 +113,7 @@ export class Player extends EventTarget {
   async resolveFingerprint() {
     if (this.fingerprint) return this.fingerprint;
     if (!this.certUrl) return undefined;
-    const res = await fetch(this.certUrl, { cache: 'no-store' });
+    const res = await fetch(this.certUrl, { cache: 'no-store', signal: AbortSignal.timeout(5000) });
     if (!res.ok) throw new Error(`cannot read the relay's certificate fingerprint (${res.status})`);
     return (await res.text()).trim();
   }
