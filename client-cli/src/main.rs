@@ -24,7 +24,9 @@ enum Command {
 
 #[tokio::main]
 async fn main() {
-    stagecast_proto::logging::init();
+    // The CLI explains how things ended in its own words; the MoQ library's logs (stream
+    // resets at the end of a session are logged as errors) are for RUST_LOG=moq_transport=debug.
+    stagecast_proto::logging::init_with_default("info,moq_transport=off");
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Publish(args) => publish::run(args).await,
