@@ -94,30 +94,24 @@ pub(crate) async fn run_session(
     }
 }
 
-async fn answer_subscribes(
-    relay: Relay,
-    id: SessionId,
-    auth: Arc<SessionAuth>,
-    publisher: Option<Publisher>,
-) {
-    let Some(mut publisher) = publisher else {
-        return std::future::pending().await;
-    };
-    // Owned here so the subscriptions end with the session.
+/// Handles each request `next` yields in a task owned by this future, so the work ends
+/// with the session; `handle` returns `None` for a request it refused outright. Never
+/// returns (the session's other branches decide when it ends).
+async fn serve_each<T, Next, NextFut, Handle, Work>(mut next: Next, mut handle: Handle)
+where
+    Next: FnMut() -> NextFut,
+    NextFut: std::future::Future<Output = Option<T>>,
+    Handle: FnMut(T) -> Option<Work>,
+    Work: std::future::Future<Output = ()> + Send + 'static,
+{
     let mut serving = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
-            subscribed = publisher.subscribed() => match subscribed {
-                Some(subscribed) => {
-                    let path = path_from_namespace(&subscribed.info.track_namespace);
-                    if let Err(err) = auth.check_subscribe(&path) {
-                        relay.metrics().auth_failures_total.inc();
-                        tracing::info!(session = id, %err, "subscribe refused");
-                        let _ = subscribed.close(ServeError::Closed(RequestErrorCode::Unauthorized as u64));
-                        continue;
+            request = next() => match request {
+                Some(request) => {
+                    if let Some(work) = handle(request) {
+                        serving.spawn(work);
                     }
-                    let relay = relay.clone();
-                    serving.spawn(async move { relay.serve_subscribe(subscribed, id).await });
                 }
                 None => break,
             },
@@ -128,30 +122,55 @@ async fn answer_subscribes(
     std::future::pending().await
 }
 
+async fn answer_subscribes(
+    relay: Relay,
+    id: SessionId,
+    auth: Arc<SessionAuth>,
+    publisher: Option<Publisher>,
+) {
+    let Some(publisher) = publisher else {
+        return std::future::pending().await;
+    };
+    let next = || {
+        let mut publisher = publisher.clone();
+        async move { publisher.subscribed().await }
+    };
+    serve_each(next, |subscribed| {
+        let path = path_from_namespace(&subscribed.info.track_namespace);
+        if let Err(err) = auth.check_subscribe(&path) {
+            relay.metrics().auth_failures_total.inc();
+            tracing::info!(session = id, %err, "subscribe refused");
+            let _ = subscribed.close(ServeError::Closed(RequestErrorCode::Unauthorized as u64));
+            return None;
+        }
+        let relay = relay.clone();
+        Some(async move { relay.serve_subscribe(subscribed, id).await })
+    })
+    .await
+}
+
 async fn answer_fetches(
     relay: Relay,
     id: SessionId,
     auth: Arc<SessionAuth>,
     publisher: Option<Publisher>,
 ) {
-    let Some(mut publisher) = publisher else {
+    let Some(publisher) = publisher else {
         return std::future::pending().await;
     };
-    // Owned here so the responses end with the session.
-    let mut serving = tokio::task::JoinSet::new();
-    loop {
-        tokio::select! {
-            request = publisher.fetch_requested() => match request {
-                Some(request) => {
-                    serving.spawn(crate::fetch::serve_fetch(relay.clone(), request, id, auth.clone()));
-                }
-                None => break,
-            },
-            Some(_) = serving.join_next(), if !serving.is_empty() => {}
-        }
-    }
-    while serving.join_next().await.is_some() {}
-    std::future::pending().await
+    let next = || {
+        let mut publisher = publisher.clone();
+        async move { publisher.fetch_requested().await }
+    };
+    serve_each(next, |request| {
+        Some(crate::fetch::serve_fetch(
+            relay.clone(),
+            request,
+            id,
+            auth.clone(),
+        ))
+    })
+    .await
 }
 
 /// SUBSCRIBE_NAMESPACE, TRACK_STATUS and PUBLISH are not served yet: refuse them at once
@@ -191,32 +210,28 @@ async fn accept_namespaces(
     auth: Arc<SessionAuth>,
     subscriber: Option<Subscriber>,
 ) {
-    let Some(mut subscriber) = subscriber else {
+    let Some(subscriber) = subscriber else {
         return std::future::pending().await;
     };
-    // Owned here so the routes are withdrawn when the session ends.
-    let mut routes = tokio::task::JoinSet::new();
-    loop {
-        let mut published = tokio::select! {
-            published = subscriber.published_namespace() => match published {
-                Some(published) => published,
-                None => break,
-            },
-            Some(_) = routes.join_next(), if !routes.is_empty() => continue,
-        };
+    let next = || {
+        let mut subscriber = subscriber.clone();
+        async move { subscriber.published_namespace().await }
+    };
+    // Each route lives in its task, so it is withdrawn when the session ends.
+    serve_each(next, |mut published| {
         let path = path_from_namespace(&published.info.namespace);
         if let Err(err) = auth.check_publish(&path) {
             relay.metrics().auth_failures_total.inc();
             tracing::info!(session = id, %err, "namespace refused");
             let _ = published.reject(RequestErrorCode::Unauthorized as u64, &err.to_string());
-            continue;
+            return None;
         }
         let relay = relay.clone();
         let source = Source::Session {
             session: id,
             subscriber: Box::new(subscriber.clone()),
         };
-        routes.spawn(async move {
+        Some(async move {
             let namespace = published.info.namespace.clone();
             if let Err(err) = published.ok() {
                 tracing::debug!(%namespace, %err, "could not accept namespace");
@@ -227,8 +242,7 @@ async fn accept_namespaces(
             let _route = relay.router().register(namespace.clone(), source);
             let _ = published.closed().await;
             tracing::info!(session = id, %namespace, "namespace withdrawn");
-        });
-    }
-    while routes.join_next().await.is_some() {}
-    std::future::pending().await
+        })
+    })
+    .await
 }
