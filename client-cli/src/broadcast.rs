@@ -11,7 +11,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use moq_transport::coding::TrackNamespace;
-use stagecast_media::catalog::{Catalog, CATALOG_TRACK};
+use stagecast_media::catalog::{Catalog, CatalogTrack, CATALOG_TRACK};
+use stagecast_proto::interaction::{EVENT_TYPE, INTERACTION_TRACK};
 use stagecast_media::ingest::{IngestEvent, MediaObject};
 use stagecast_relay::cache::{CacheLimits, GroupInfo, TrackCache, TrackEnd};
 use stagecast_relay::local::LocalBroadcast;
@@ -98,6 +99,8 @@ pub struct CmafBroadcast {
     tracks: HashMap<String, TrackState>,
     /// The catalog published last, so an identical one (a looped file) is not re-sent.
     current_catalog: Option<Bytes>,
+    /// Whether the catalog lists the origin's `interaction` track.
+    interaction: bool,
     pub stats: BroadcastStats,
 }
 
@@ -132,8 +135,16 @@ impl CmafBroadcast {
             )),
             tracks: HashMap::new(),
             current_catalog: None,
+            interaction: true,
             stats: BroadcastStats::default(),
         }
+    }
+
+    /// Leaves the origin's `interaction` track out of the catalog (a broadcast published
+    /// to relays without an interaction authority).
+    pub fn without_interaction(mut self) -> Self {
+        self.interaction = false;
+        self
     }
 
     /// The broadcast, to register with a relay's router.
@@ -149,12 +160,19 @@ impl CmafBroadcast {
     }
 
     fn publish_catalog(&mut self, catalog: &Catalog) -> Result<(), BroadcastError> {
+        let mut catalog = catalog.clone();
+        if self.interaction && catalog.track(INTERACTION_TRACK).is_none() {
+            // Served by the origin, not by this publisher (docs/interaction.md §2).
+            let media: Vec<&str> = catalog.tracks.iter().map(|t| t.name.as_str()).collect();
+            let timeline = CatalogTrack::event_timeline(INTERACTION_TRACK, EVENT_TYPE, &media);
+            catalog.tracks.push(timeline);
+        }
         let json = Bytes::from(catalog.to_json());
         if self.current_catalog.as_ref() == Some(&json) {
             return Ok(());
         }
         for track in &catalog.tracks {
-            if self.tracks.contains_key(&track.name) {
+            if !track.is_cmaf() || self.tracks.contains_key(&track.name) {
                 continue;
             }
             let priority = if track.is_video() {

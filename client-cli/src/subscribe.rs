@@ -109,7 +109,8 @@ async fn receive(
     let (tx, mut rx) = mpsc::channel::<(String, Bytes)>(OUTPUT_QUEUE);
     let mut subscriptions: Vec<Subscribe> = vec![catalog_sub];
     let mut readers = tokio::task::JoinSet::new();
-    for track in &catalog.tracks {
+    // Media only: the catalog may also list event timelines (the origin's interaction).
+    for track in catalog.tracks.iter().filter(|t| t.is_cmaf()) {
         let (sub, reader) = subscribe(&subscriber, &namespace, &track.name)
             .await
             .map_err(|err| refusal(err, broadcast, &args.url))?;

@@ -13,6 +13,7 @@ pub mod close;
 pub mod config_file;
 pub mod duration;
 pub mod endpoint;
+pub mod interaction;
 pub mod logging;
 pub mod path;
 pub mod token;

@@ -11,7 +11,8 @@
 //!                                     └◀── cache (recent groups, shared Bytes) ◀── source
 //! ```
 //!
-//! Media-agnostic: nothing here parses CMAF, catalogs or interaction payloads.
+//! Media-agnostic: nothing here parses CMAF, catalogs or interaction payloads; interaction
+//! streams are forwarded toward the origin as opaque bytes.
 
 pub mod accept;
 pub mod auth;
@@ -19,9 +20,11 @@ pub mod auth_args;
 pub mod budget;
 pub mod cache;
 pub mod config_file;
+pub mod demux;
 pub mod drain;
 pub mod fetch;
 pub mod fetch_merge;
+pub mod forward;
 pub mod http;
 pub mod local;
 pub mod metrics;

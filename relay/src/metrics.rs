@@ -77,6 +77,9 @@ pub struct MetricsInner {
     pub fetches_total: Counter,
     pub fetch_cache_hits_total: Counter,
     pub upstream_fetches_total: Counter,
+    pub interaction_streams_total: Counter,
+    pub interaction_streams_forwarded_total: Counter,
+    pub interaction_streams_refused_total: Counter,
 }
 
 /// Shared handle to the relay's metrics.
@@ -202,6 +205,21 @@ impl Metrics {
                 "stagecast_groups_dropped_total",
                 "Groups a subscriber lost because it fell behind the cache (or its source broke off).",
                 &self.groups_dropped_total,
+            ),
+            (
+                "stagecast_interaction_streams_total",
+                "Interaction streams accepted from peers.",
+                &self.interaction_streams_total,
+            ),
+            (
+                "stagecast_interaction_streams_forwarded_total",
+                "Interaction streams forwarded to the upstream link.",
+                &self.interaction_streams_forwarded_total,
+            ),
+            (
+                "stagecast_interaction_streams_refused_total",
+                "Interaction streams answered `unavailable` (no origin reachable).",
+                &self.interaction_streams_refused_total,
             ),
         ] {
             counter(name, help, value.get());

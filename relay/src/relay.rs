@@ -17,6 +17,7 @@ use crate::auth::AuthPolicy;
 use crate::budget::CacheBudget;
 use crate::cache::{CacheLimits, TrackCache};
 use crate::fetch_merge::FetchMerger;
+use crate::forward::InteractionAuthority;
 use crate::metrics::{GaugeGuard, Metrics};
 use crate::registry::{SharedTrack, TrackRegistry};
 use crate::router::{Router, SessionId, Source};
@@ -26,7 +27,7 @@ use crate::upstream::UpstreamSession;
 use moq_transport::message::RequestErrorCode;
 
 /// Settings of the engine itself (not of its listeners).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct RelayConfig {
     pub cache: CacheLimits,
     /// One byte budget for every track cached here; `None` for a publisher's own node.
@@ -35,6 +36,18 @@ pub struct RelayConfig {
     /// Whether this node serves through an upstream link (then it is ready only while the
     /// link is up).
     pub has_upstream: bool,
+    /// The origin's interaction authority; without one, interaction streams are forwarded
+    /// to the upstream link.
+    pub interaction: Option<Arc<dyn InteractionAuthority>>,
+    /// Tracks this node adds to broadcasts routed here (the origin's `interaction`
+    /// track), served before any other source.
+    pub extra_tracks: Option<Arc<dyn ExtraTracks>>,
+}
+
+/// Tracks a node serves itself inside broadcasts that others publish.
+pub trait ExtraTracks: Send + Sync + 'static {
+    /// The cache of track `name` of `namespace`, if this node serves it.
+    fn track(&self, namespace: &TrackNamespace, name: &str) -> Option<TrackCache>;
 }
 
 impl RelayConfig {
@@ -192,6 +205,9 @@ impl Relay {
                 Default::default(),
             )
         };
+        if let Some(cache) = self.extra_track(namespace, name) {
+            return Ok((cache, None));
+        }
         if let Some(Source::Local(broadcast)) = self.0.router.route(namespace) {
             let cache = broadcast.track(&name.to_string()).ok_or_else(not_found)?;
             return Ok((cache, None));
@@ -222,6 +238,9 @@ impl Relay {
         namespace: &TrackNamespace,
         name: &moq_transport::coding::TrackName,
     ) -> Option<TrackCache> {
+        if let Some(cache) = self.extra_track(namespace, name) {
+            return Some(cache);
+        }
         if let Some(Source::Local(broadcast)) = self.0.router.route(namespace) {
             return broadcast.track(&name.to_string());
         }
@@ -229,6 +248,15 @@ impl Relay {
             .registry
             .get(namespace, name)
             .map(|shared| shared.cache.clone())
+    }
+
+    fn extra_track(
+        &self,
+        namespace: &TrackNamespace,
+        name: &moq_transport::coding::TrackName,
+    ) -> Option<TrackCache> {
+        let extra = self.0.config.extra_tracks.as_ref()?;
+        extra.track(namespace, &name.to_string())
     }
 
     /// The peer to subscribe at for a track in `namespace`, for a request that came from

@@ -13,7 +13,11 @@ use moq_transport::session::{Publisher, Session, SessionError, Subscriber};
 use stagecast_proto::endpoint::Accepted;
 use stagecast_proto::path::path_from_namespace;
 
+use tokio::sync::mpsc;
+
 use crate::auth::{SessionAuth, SESSION_EXPIRED_AUTH_TOKEN};
+use crate::demux::DemuxSession;
+use crate::forward::{serve_interaction, MAX_STREAMS_PER_SESSION};
 use crate::metrics::GaugeGuard;
 use crate::relay::Relay;
 use crate::router::{SessionId, Source};
@@ -25,8 +29,14 @@ const CLOSE_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 pub async fn serve_session(relay: Relay, accepted: Accepted) -> Result<(), SessionError> {
     let remote = accepted.remote;
     let transport = accepted.session.clone();
-    let (session, publisher, subscriber) =
-        Session::accept(accepted.session.into(), None, accepted.transport).await?;
+    let (interaction_tx, interaction_rx) = mpsc::channel(MAX_STREAMS_PER_SESSION);
+    let demux = DemuxSession::new(accepted.session, interaction_tx);
+    let (session, publisher, subscriber) = Session::accept(
+        moq_transport::session::transport::Session::new(demux, accepted.url.clone()),
+        None,
+        accepted.transport,
+    )
+    .await?;
     let auth = match relay
         .config()
         .auth
@@ -50,6 +60,7 @@ pub async fn serve_session(relay: Relay, accepted: Accepted) -> Result<(), Sessi
     let expiry = auth.expires_at();
     let result = tokio::select! {
         result = run_session(&relay, id, auth, session, publisher, subscriber) => result,
+        () = serve_interaction(relay.clone(), id, interaction_rx) => Ok(()),
         // Closed inside the branch's future, before select drops the session's tasks:
         // their stream resets would otherwise reach the peer ahead of the reason.
         () = async {

@@ -41,6 +41,8 @@ pub struct UpstreamSession {
     pub id: SessionId,
     pub url: Url,
     pub subscriber: Subscriber,
+    /// The link's connection, for opening interaction streams toward the origin.
+    pub transport: web_transport_quinn::Session,
 }
 
 /// Where the link stands, for logs and progress displays.
@@ -88,7 +90,7 @@ pub async fn run_upstream(
         state.send_replace(LinkState::Connecting { url: url.clone() });
         let started = tokio::time::Instant::now();
         let reason = match connect(&client, &url, &config).await {
-            Ok((session, publisher, subscriber)) => {
+            Ok((transport, session, publisher, subscriber)) => {
                 let id = relay.next_session_id();
                 if relay.metrics().upstream_connected.get() == 0 && attempt > 0 {
                     relay.metrics().upstream_reconnects_total.inc();
@@ -98,6 +100,7 @@ pub async fn run_upstream(
                     id,
                     url: url.clone(),
                     subscriber: subscriber.clone(),
+                    transport: transport.clone(),
                 }));
                 state.send_replace(LinkState::Connected { url: url.clone() });
                 tracing::info!(%url, session = id, "upstream link up");
@@ -159,7 +162,7 @@ async fn connect(
     client: &ClientEndpoint,
     url: &Url,
     config: &UpstreamConfig,
-) -> Result<(Session, Publisher, Subscriber), (String, Option<String>)> {
+) -> Result<(web_transport_quinn::Session, Session, Publisher, Subscriber), (String, Option<String>)> {
     let (session, transport) =
         tokio::time::timeout(CONNECT_TIMEOUT, client.connect(url, &config.trust))
             .await
@@ -175,6 +178,7 @@ async fn connect(
         .iter()
         .map(|t| AuthorizationToken::new(JWT_TOKEN_TYPE, t.as_bytes().to_vec()))
         .collect();
+    let link = session.clone();
     Session::connect_with_tokens(session.into(), None, transport, tokens)
         .await
         .map_err(|e| {
@@ -185,6 +189,7 @@ async fn connect(
             }
             (reason, None)
         })
+        .map(|(session, publisher, subscriber)| (link, session, publisher, subscriber))
 }
 
 /// Keeps every namespace published here (except those that came from the upstream

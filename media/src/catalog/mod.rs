@@ -21,7 +21,7 @@ mod error;
 mod track;
 
 pub use error::CatalogError;
-pub use track::{CatalogTrack, PACKAGING_CMAF, ROLE_AUDIO, ROLE_VIDEO};
+pub use track::{CatalogTrack, PACKAGING_CMAF, PACKAGING_EVENT_TIMELINE, ROLE_AUDIO, ROLE_VIDEO};
 
 use serde::{Deserialize, Serialize};
 

@@ -19,6 +19,9 @@ pub const ROLE_VIDEO: &str = "video";
 /// Role value of an audio track (MSF Table 4).
 pub const ROLE_AUDIO: &str = "audio";
 
+/// Packaging value of an MSF event timeline track (MSF Table 3).
+pub const PACKAGING_EVENT_TIMELINE: &str = "eventtimeline";
+
 /// A track object of an MSF catalog.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -139,6 +142,21 @@ impl CatalogTrack {
     }
 
     /// True for a track whose role is `video`.
+    /// An MSF event timeline track of JSON records about the tracks named in `depends`
+    /// (MSF "Event Timeline Catalog requirements").
+    pub fn event_timeline(name: impl Into<String>, event_type: &str, depends: &[&str]) -> Self {
+        let mut track = Self::cmaf(name);
+        track.packaging = PACKAGING_EVENT_TIMELINE.to_string();
+        track.mime_type = Some("application/json".to_string());
+        track.role = Some("data".to_string());
+        track.extra.insert("eventType".into(), event_type.into());
+        track.extra.insert(
+            "depends".into(),
+            depends.iter().map(|d| serde_json::Value::from(*d)).collect(),
+        );
+        track
+    }
+
     pub fn is_video(&self) -> bool {
         self.role.as_deref() == Some(ROLE_VIDEO)
     }

@@ -1,0 +1,123 @@
+//! Interaction streams accepted on a session: served by the interaction authority when
+//! this node is the origin, else forwarded as opaque bytes over the upstream link toward
+//! it, through any depth of chaining (`docs/interaction.md`). The relay reads only the
+//! stream header; what the frames say is the authority's business.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use stagecast_proto::interaction::frame::encode_frame;
+use stagecast_proto::interaction::{Answer, Reason, STREAM_HEADER};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+
+use crate::demux::InteractionStream;
+use crate::relay::Relay;
+use crate::router::SessionId;
+
+/// Interaction streams one session may have open at once; more are refused.
+pub const MAX_STREAMS_PER_SESSION: usize = 16;
+
+/// The origin's side: what serves an interaction stream whose header has been read.
+pub trait InteractionAuthority: Send + Sync + 'static {
+    fn serve(&self, stream: InteractionStream) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+}
+
+/// Serves the interaction streams of session `id` until the session ends. Never returns.
+pub async fn serve_interaction(relay: Relay, id: SessionId, mut streams: mpsc::Receiver<InteractionStream>) {
+    let mut serving = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            stream = streams.recv() => match stream {
+                Some(stream) => {
+                    relay.metrics().interaction_streams_total.inc();
+                    serving.spawn(serve_stream(relay.clone(), id, stream));
+                }
+                None => break,
+            },
+            Some(_) = serving.join_next(), if !serving.is_empty() => {}
+        }
+    }
+    while serving.join_next().await.is_some() {}
+    std::future::pending().await
+}
+
+async fn serve_stream(relay: Relay, id: SessionId, stream: InteractionStream) {
+    if let Some(authority) = relay.config().interaction.clone() {
+        return authority.serve(stream).await;
+    }
+    let upstream = relay
+        .upstream()
+        .borrow()
+        .as_ref()
+        .filter(|upstream| upstream.id != id)
+        .map(|upstream| upstream.transport.clone());
+    match upstream {
+        Some(transport) => {
+            relay.metrics().interaction_streams_forwarded_total.inc();
+            if let Err(err) = forward(stream, transport).await {
+                tracing::debug!(session = id, %err, "interaction stream forwarding ended");
+            }
+        }
+        None => {
+            relay.metrics().interaction_streams_refused_total.inc();
+            refuse(stream, "no interaction authority is reachable from this node").await;
+        }
+    }
+}
+
+/// Copies the stream both ways between the downstream peer and a new stream upstream.
+async fn forward(
+    down: InteractionStream,
+    upstream: web_transport_quinn::Session,
+) -> Result<(), std::io::Error> {
+    let InteractionStream {
+        send: mut down_send,
+        recv: mut down_recv,
+    } = down;
+    let (mut up_send, mut up_recv) = match upstream.open_bi().await {
+        Ok(stream) => stream,
+        Err(err) => {
+            let mut down = InteractionStream {
+                send: down_send,
+                recv: down_recv,
+            };
+            refuse_with(&mut down, "the upstream link failed").await;
+            return Err(std::io::Error::other(err));
+        }
+    };
+    AsyncWriteExt::write_all(&mut up_send, &STREAM_HEADER).await?;
+    let upward = async {
+        tokio::io::copy(&mut down_recv, &mut up_send).await?;
+        up_send.shutdown().await
+    };
+    let downward = async {
+        tokio::io::copy(&mut up_recv, &mut down_send).await?;
+        down_send.shutdown().await
+    };
+    // Either direction failing ends both: a half-forwarded request must not look answered.
+    let result = tokio::try_join!(upward, downward).map(|_| ());
+    if result.is_err() {
+        let _ = down_send.reset(FORWARD_FAILED);
+        let _ = up_send.reset(FORWARD_FAILED);
+    }
+    result
+}
+
+/// Stream reset code when a forwarded stream broke on the other side.
+const FORWARD_FAILED: u32 = 0x11;
+
+async fn refuse(mut stream: InteractionStream, why: &str) {
+    refuse_with(&mut stream, why).await;
+}
+
+async fn refuse_with(stream: &mut InteractionStream, why: &str) {
+    let answer = Answer::Error {
+        reason: Reason::Unavailable,
+        message: why.to_string(),
+    };
+    if let Ok(frame) = encode_frame(&answer) {
+        let _ = stream.send.write_all(&frame).await;
+    }
+    let _ = stream.send.shutdown().await;
+}
