@@ -12,8 +12,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use moq_transport::coding::TrackNamespace;
 use stagecast_media::catalog::{Catalog, CatalogTrack, CATALOG_TRACK};
-use stagecast_proto::interaction::{EVENT_TYPE, INTERACTION_TRACK};
 use stagecast_media::ingest::{IngestEvent, MediaObject};
+use stagecast_proto::interaction::{EVENT_TYPE, INTERACTION_TRACK};
 use stagecast_relay::cache::{CacheLimits, GroupInfo, TrackCache, TrackEnd};
 use stagecast_relay::local::LocalBroadcast;
 

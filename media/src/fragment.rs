@@ -8,6 +8,14 @@
 
 use mp4_atom::{Atom, Encode, Header, Mdat, Mfhd, Moof, Traf};
 
+/// The `tfdt` base media decode time of a CMAF chunk (`moof` + `mdat`), in its track's
+/// timescale; `None` if the chunk does not start with a `moof` that has one.
+pub fn chunk_decode_time(chunk: &[u8]) -> Option<u64> {
+    let mut cursor = chunk;
+    let moof = <Moof as mp4_atom::Decode>::decode(&mut cursor).ok()?;
+    Some(moof.traf.first()?.tfdt.as_ref()?.base_media_decode_time)
+}
+
 /// `sample_is_non_sync_sample` bit of ISO/IEC 14496-12 sample flags.
 const NON_SYNC: u32 = 0x0001_0000;
 
@@ -110,6 +118,27 @@ pub(crate) fn describe_kind(kind: mp4_atom::FourCC) -> String {
 mod tests {
     use super::*;
     use mp4_atom::{Decode, Tfdt, Tfhd, Trun, TrunEntry};
+
+    #[test]
+    fn decode_time_is_read_back_from_every_chunk_of_the_demo_clip() {
+        let mut ingest = crate::ingest::CmafIngest::new();
+        let clip = include_bytes!("../assets/demo.mp4");
+        let mut seen = 0;
+        for event in ingest
+            .push(clip)
+            .unwrap()
+            .into_iter()
+            .chain(ingest.finish().unwrap())
+        {
+            if let crate::ingest::IngestEvent::Object(object) = event {
+                assert_eq!(chunk_decode_time(&object.payload), Some(object.decode_time));
+                seen += 1;
+            }
+        }
+        assert!(seen > 100, "{seen} chunks");
+        assert_eq!(chunk_decode_time(b"not a moof"), None);
+        assert_eq!(chunk_decode_time(&[]), None);
+    }
 
     #[test]
     fn sync_flags() {

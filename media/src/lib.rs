@@ -29,6 +29,8 @@ pub mod ingest;
 mod boxes;
 mod fragment;
 
+pub use fragment::chunk_decode_time;
+
 #[cfg(test)]
 mod tests {
     /// The publisher and subscriber move these into async tasks and wrap the errors in

@@ -117,7 +117,15 @@ pub async fn trust_for_urls(urls: &[url::Url]) -> Result<ClientTrust, TrustError
 
 fn is_loopback(url: &url::Url) -> bool {
     match url.host() {
-        Some(url::Host::Domain(d)) => d == "localhost",
+        // `moqt:` is not a special scheme to the URL standard, so its IP hosts arrive as
+        // domains: parse them here.
+        Some(url::Host::Domain(d)) => {
+            d == "localhost"
+                || d.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         None => false,
@@ -232,5 +240,25 @@ mod tests {
         assert_eq!(parse_fingerprint(&colons).unwrap(), [0xab; 32]);
         assert!(parse_fingerprint("abcd").is_err());
         assert!(parse_fingerprint(&"zz".repeat(32)).is_err());
+    }
+
+    #[test]
+    fn loopback_hosts_are_recognised_in_every_scheme() {
+        for url in [
+            "moqt://127.0.0.1:4443",
+            "moqt://[::1]:4443",
+            "moqt://localhost:4443",
+            "https://127.0.0.1:4443",
+            "https://[::1]:4443",
+        ] {
+            assert!(is_loopback(&url::Url::parse(url).unwrap()), "{url}");
+        }
+        for url in [
+            "moqt://10.0.0.1:4443",
+            "moqt://example.com",
+            "https://192.168.1.1",
+        ] {
+            assert!(!is_loopback(&url::Url::parse(url).unwrap()), "{url}");
+        }
     }
 }

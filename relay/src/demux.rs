@@ -31,11 +31,14 @@ pub struct InteractionStream {
     pub recv: RecvStream,
 }
 
+/// A MoQ request stream, or the connection's end.
+type MoqStream = Result<(SendStream, PrefixedRecv), SessionError>;
+
 /// The connection as the MoQ session sees it: every stream but interaction streams.
 #[derive(Clone)]
 pub struct DemuxSession {
     inner: Session,
-    moq: Arc<tokio::sync::Mutex<mpsc::Receiver<Result<(SendStream, PrefixedRecv), SessionError>>>>,
+    moq: Arc<tokio::sync::Mutex<mpsc::Receiver<MoqStream>>>,
 }
 
 impl DemuxSession {
@@ -54,7 +57,7 @@ impl DemuxSession {
 
 async fn classify_streams(
     session: Session,
-    moq: mpsc::Sender<Result<(SendStream, PrefixedRecv), SessionError>>,
+    moq: mpsc::Sender<MoqStream>,
     interaction: mpsc::Sender<InteractionStream>,
 ) {
     let mut classifying = tokio::task::JoinSet::new();
@@ -80,7 +83,7 @@ async fn classify_streams(
 async fn classify(
     send: SendStream,
     mut recv: RecvStream,
-    moq: mpsc::Sender<Result<(SendStream, PrefixedRecv), SessionError>>,
+    moq: mpsc::Sender<MoqStream>,
     interaction: mpsc::Sender<InteractionStream>,
 ) {
     // One byte decides: no MoQ message type's varint starts with 0xE0 (it would need a

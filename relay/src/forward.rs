@@ -24,7 +24,11 @@ pub trait InteractionAuthority: Send + Sync + 'static {
 }
 
 /// Serves the interaction streams of session `id` until the session ends. Never returns.
-pub async fn serve_interaction(relay: Relay, id: SessionId, mut streams: mpsc::Receiver<InteractionStream>) {
+pub async fn serve_interaction(
+    relay: Relay,
+    id: SessionId,
+    mut streams: mpsc::Receiver<InteractionStream>,
+) {
     let mut serving = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
@@ -61,7 +65,11 @@ async fn serve_stream(relay: Relay, id: SessionId, stream: InteractionStream) {
         }
         None => {
             relay.metrics().interaction_streams_refused_total.inc();
-            refuse(stream, "no interaction authority is reachable from this node").await;
+            refuse(
+                stream,
+                "no interaction authority is reachable from this node",
+            )
+            .await;
         }
     }
 }

@@ -161,7 +161,7 @@ impl Relay {
         }
         let namespace = subscribed.info.track_namespace.clone();
         let name = subscribed.info.track_name.clone();
-        let (cache, shared) = match self.resolve(&subscribed, from).await {
+        let (cache, shared) = match self.resolve(&namespace, &name, from).await {
             Ok(found) => found,
             Err(err) => {
                 self.0.metrics.subscribes_refused_total.inc();
@@ -191,13 +191,27 @@ impl Relay {
         drop(shared);
     }
 
+    /// Follows a track from inside this process (the origin's own use of its broadcasts),
+    /// through the same cache and source subscription as any subscriber.
+    pub async fn follow(
+        &self,
+        namespace: &TrackNamespace,
+        name: &str,
+    ) -> Result<FollowedTrack, ServeError> {
+        let name = moq_transport::coding::TrackName::from(name);
+        let (cache, shared) = self.resolve(namespace, &name, SessionId::MAX).await?;
+        Ok(FollowedTrack {
+            follower: cache.follow(),
+            _shared: shared,
+        })
+    }
+
     async fn resolve(
         &self,
-        subscribed: &Subscribed,
+        namespace: &TrackNamespace,
+        name: &moq_transport::coding::TrackName,
         from: SessionId,
     ) -> Result<(TrackCache, Option<Arc<SharedTrack>>), ServeError> {
-        let namespace = &subscribed.info.track_namespace;
-        let name = &subscribed.info.track_name;
         let path = stagecast_proto::path::path_from_namespace(namespace);
         let not_found = || {
             ServeError::NotFoundWithId(
@@ -279,6 +293,12 @@ impl Relay {
             },
         }
     }
+}
+
+/// A track followed in-process; holds its source subscription while alive.
+pub struct FollowedTrack {
+    pub follower: crate::cache::TrackFollower,
+    _shared: Option<Arc<SharedTrack>>,
 }
 
 /// Resolves once the node starts draining.

@@ -162,7 +162,8 @@ async fn connect(
     client: &ClientEndpoint,
     url: &Url,
     config: &UpstreamConfig,
-) -> Result<(web_transport_quinn::Session, Session, Publisher, Subscriber), (String, Option<String>)> {
+) -> Result<(web_transport_quinn::Session, Session, Publisher, Subscriber), (String, Option<String>)>
+{
     let (session, transport) =
         tokio::time::timeout(CONNECT_TIMEOUT, client.connect(url, &config.trust))
             .await

@@ -4,6 +4,8 @@
 //! kept in its data directory.
 
 mod demo;
+mod guest;
+mod interaction;
 mod viewer;
 mod web;
 
@@ -12,6 +14,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
+use interaction::authority::Authority;
+use interaction::service::InteractionService;
+use interaction::store::SqliteStore;
 use stagecast_relay::node::NodeArgs;
 use stagecast_relay::Relay;
 
@@ -32,12 +37,18 @@ struct Args {
     /// Do not publish the demo channel (demo/live).
     #[arg(long, env = "STAGECAST_NO_DEMO")]
     no_demo: bool,
+    /// Refuse `credit` requests. Without a payment provider, development credits are how
+    /// viewers get something to tip with; turn them off in production.
+    #[arg(long, env = "STAGECAST_NO_DEV_CREDITS")]
+    no_dev_credits: bool,
     #[command(flatten)]
     node: NodeArgs,
 }
 
 /// The token key the origin makes in its data directory when none is given.
 const AUTH_KEY_FILE: &str = "auth.key";
+/// Chat history, polls and the credit ledger, in the data directory.
+const INTERACTION_DB: &str = "interaction.db";
 
 fn main() -> anyhow::Result<()> {
     stagecast_proto::logging::init();
@@ -54,7 +65,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create data directory {}", args.data_dir.display()))?;
     let generated_key = args.data_dir.join(AUTH_KEY_FILE);
-    let relay = Relay::new(args.node.relay_config(Some(&generated_key), false)?);
+    let mut config = args.node.relay_config(Some(&generated_key), false)?;
+    let store = SqliteStore::open(&args.data_dir.join(INTERACTION_DB))
+        .context("cannot open the interaction database")?;
+    let authority = Authority::new(Box::new(store), !args.no_dev_credits)
+        .context("cannot load the credit ledger")?;
+    let token_key = config.auth.key.clone();
+    let interaction = InteractionService::new(authority, token_key.clone());
+    config.interaction = Some(interaction.clone());
+    config.extra_tracks = Some(interaction.clone());
+    let relay = Relay::new(config);
+    interaction.attach(relay.clone());
     let listeners = args
         .node
         .listen(args.bind, args.http_bind, &args.data_dir)
@@ -79,8 +100,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         });
     }
     let quic_port = listeners.endpoint.local_addr()?.port();
-    let routes =
-        web::routes(relay.clone(), listeners.fingerprint.clone()).merge(viewer::routes(quic_port));
+    let routes = web::routes(relay.clone(), listeners.fingerprint.clone())
+        .merge(viewer::routes(quic_port))
+        .merge(guest::routes(token_key));
     listeners
         .serve(relay, routes, args.node.drain_timeout)
         .await;

@@ -152,7 +152,10 @@ impl CatalogTrack {
         track.extra.insert("eventType".into(), event_type.into());
         track.extra.insert(
             "depends".into(),
-            depends.iter().map(|d| serde_json::Value::from(*d)).collect(),
+            depends
+                .iter()
+                .map(|d| serde_json::Value::from(*d))
+                .collect(),
         );
         track
     }

@@ -41,9 +41,7 @@ pub fn put_varint(buf: &mut impl BufMut, value: u64) {
 }
 
 fn varint_len(value: u64) -> usize {
-    (1..=8)
-        .find(|&n| value < 1u64 << (7 * n))
-        .unwrap_or(9)
+    (1..=8).find(|&n| value < 1u64 << (7 * n)).unwrap_or(9)
 }
 
 /// Reads a draft-18 varint from the front of `buf`; `None` if it is not all there yet.

@@ -337,12 +337,25 @@ mod tests {
             r#"{"M":5,"data":{"type":"snapshot","seq":3,"chat":[],"poll":null,"goal":null,"top_tippers":[],"viewers":2,"slow_mode_secs":0,"reactions":{}}}"#,
         )
         .unwrap();
-        assert!(matches!(snapshot.data, TimelineData::Snapshot(Snapshot { seq: 3, viewers: 2, .. })));
+        assert!(matches!(
+            snapshot.data,
+            TimelineData::Snapshot(Snapshot {
+                seq: 3,
+                viewers: 2,
+                ..
+            })
+        ));
         let event: Record =
             serde_json::from_str(r#"{"data":{"type":"viewers","seq":4,"count":7}}"#).unwrap();
-        assert_eq!(event.data, TimelineData::Event(Event::Viewers { seq: 4, count: 7 }));
+        assert_eq!(
+            event.data,
+            TimelineData::Event(Event::Viewers { seq: 4, count: 7 })
+        );
         let text = serde_json::to_string(&record(TimelineData::Event(chat(9, "<b>")))).unwrap();
-        assert_eq!(serde_json::from_str::<Record>(&text).unwrap(), record(TimelineData::Event(chat(9, "<b>"))));
+        assert_eq!(
+            serde_json::from_str::<Record>(&text).unwrap(),
+            record(TimelineData::Event(chat(9, "<b>")))
+        );
     }
 
     #[test]
@@ -358,11 +371,24 @@ mod tests {
         }
         // Events 5 and 6 before the snapshot they follow, 4 after it, and 2 again (old).
         let mut follower = TimelineFollower::default();
-        assert!(follower.push(record(TimelineData::Event(events[5].clone()))).is_empty());
-        assert!(follower.push(record(TimelineData::Event(events[4].clone()))).is_empty());
-        assert!(follower.push(record(TimelineData::Snapshot(at_three.unwrap()))).is_empty());
-        assert_eq!(follower.push(record(TimelineData::Event(events[3].clone()))).len(), 3);
-        assert!(follower.push(record(TimelineData::Event(events[1].clone()))).is_empty());
+        assert!(follower
+            .push(record(TimelineData::Event(events[5].clone())))
+            .is_empty());
+        assert!(follower
+            .push(record(TimelineData::Event(events[4].clone())))
+            .is_empty());
+        assert!(follower
+            .push(record(TimelineData::Snapshot(at_three.unwrap())))
+            .is_empty());
+        assert_eq!(
+            follower
+                .push(record(TimelineData::Event(events[3].clone())))
+                .len(),
+            3
+        );
+        assert!(follower
+            .push(record(TimelineData::Event(events[1].clone())))
+            .is_empty());
         assert_eq!(follower.state(), Some(&origin));
     }
 

@@ -1,0 +1,240 @@
+//! Serves request streams at the origin: the hello (which broadcast, whose token), then
+//! requests answered in order by the [`Authority`]. Also the relay engine's two hooks:
+//! interaction streams land here, and the `interaction` track of every live broadcast is
+//! served from its timeline.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use moq_transport::coding::TrackNamespace;
+use stagecast_proto::interaction::frame::encode_frame;
+use stagecast_proto::interaction::{
+    Answer, FrameError, FrameReader, Hello, Reason, Request, INTERACTION_TRACK,
+};
+use stagecast_proto::path::namespace_from_path;
+use stagecast_proto::token::{now_secs, Claims, TokenKey};
+use stagecast_proto::web_transport_quinn;
+use stagecast_relay::cache::TrackCache;
+use stagecast_relay::demux::InteractionStream;
+use stagecast_relay::forward::InteractionAuthority;
+use stagecast_relay::relay::ExtraTracks;
+use stagecast_relay::Relay;
+use tokio::io::AsyncWriteExt;
+
+use super::authority::Authority;
+use super::clock::run_clock;
+use super::rules::{Actor, Role};
+
+/// How long a new stream has to send its hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often time-driven events (poll ends, reaction windows) are checked.
+const TICK: Duration = Duration::from_millis(100);
+
+pub struct InteractionService {
+    authority: Arc<Authority>,
+    key: Option<TokenKey>,
+    relay: OnceLock<Relay>,
+}
+
+impl InteractionService {
+    pub fn new(authority: Authority, key: Option<TokenKey>) -> Arc<Self> {
+        let service = Arc::new(Self {
+            authority: Arc::new(authority),
+            key,
+            relay: OnceLock::new(),
+        });
+        let authority = Arc::downgrade(&service.authority);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(TICK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(authority) = authority.upgrade() else {
+                    return;
+                };
+                tokio::task::block_in_place(|| authority.tick());
+            }
+        });
+        service
+    }
+
+    /// Connects the service to the engine it serves (made after the service, with it in
+    /// its configuration).
+    pub fn attach(&self, relay: Relay) {
+        let _ = self.relay.set(relay);
+    }
+
+    /// The timeline of a broadcast live at this node, opening its channel if needed.
+    fn channel(&self, namespace: &TrackNamespace, path: &str) -> Option<TrackCache> {
+        let relay = self.relay.get()?;
+        relay.router().route(namespace)?;
+        let opened = self.authority.open_channel(path, |clock| {
+            tokio::spawn(run_clock(relay.clone(), namespace.clone(), clock))
+        });
+        match opened {
+            Ok(cache) => Some(cache),
+            Err(err) => {
+                tracing::error!(channel = path, %err, "cannot load the channel's interaction state");
+                None
+            }
+        }
+    }
+
+    async fn serve_stream(self: Arc<Self>, stream: InteractionStream) {
+        let InteractionStream { mut send, recv } = stream;
+        let mut frames = FrameReader::new(recv, Bytes::new());
+        let result = self.converse(&mut frames, &mut send).await;
+        if let Err((reason, message)) = result {
+            tracing::debug!(?reason, %message, "interaction stream closed");
+            write(&mut send, &Answer::Error { reason, message }).await;
+        }
+        let _ = send.shutdown().await;
+    }
+
+    async fn converse(
+        &self,
+        frames: &mut FrameReader<web_transport_quinn::RecvStream>,
+        send: &mut web_transport_quinn::SendStream,
+    ) -> Result<(), (Reason, String)> {
+        let hello = match tokio::time::timeout(HELLO_TIMEOUT, frames.next_message::<Hello>()).await
+        {
+            Ok(Ok(Some(hello))) => hello,
+            Ok(Ok(None)) => return Ok(()),
+            Ok(Err(err)) => return Err(frame_failure(err, "the first frame must be a hello")),
+            Err(_) => return Err((Reason::Invalid, "no hello within 10 s".into())),
+        };
+        let claims = match &hello.token {
+            Some(token) => Some(self.verify(token)?),
+            None => None,
+        };
+        let namespace = namespace_from_path(&hello.broadcast)
+            .map_err(|err| (Reason::Invalid, format!("bad broadcast path: {err}")))?;
+        let path = hello.broadcast.clone();
+        if self.channel(&namespace, &path).is_none() {
+            return Err((Reason::Unavailable, format!("{path} is not live here")));
+        }
+        let actor = claims.as_ref().map(|claims| actor_for(claims, &path));
+        let welcome = Answer::Welcome {
+            user: actor.as_ref().map(|a| a.user.clone()),
+            name: actor.as_ref().map(|a| a.name.clone()),
+            role: actor.as_ref().map(|a| a.role.as_str().to_string()),
+            balance: actor.as_ref().map(|a| self.authority.balance(&a.user)),
+        };
+        write(send, &welcome).await;
+        let _viewer = ViewerGuard::join(self.authority.clone(), path.clone());
+        loop {
+            let frame = match frames.next().await {
+                Ok(Some(frame)) => frame,
+                Ok(None) => return Ok(()),
+                Err(err) => return Err(frame_failure(err, "")),
+            };
+            if claims.as_ref().is_some_and(|c| c.exp <= now_secs()) {
+                return Err((Reason::NotAuthorized, "your token expired".into()));
+            }
+            let answer = match serde_json::from_slice::<Request>(&frame) {
+                Ok(request) => {
+                    let authority = self.authority.clone();
+                    let (path, actor) = (path.clone(), actor.clone());
+                    tokio::task::block_in_place(move || {
+                        authority.handle(&path, actor.as_ref(), request)
+                    })
+                }
+                Err(err) => Answer::Rejected {
+                    key: key_of(&frame),
+                    reason: Reason::Invalid,
+                    message: format!("not a request this origin understands: {err}"),
+                    retry_after_ms: None,
+                },
+            };
+            write(send, &answer).await;
+        }
+    }
+
+    fn verify(&self, token: &str) -> Result<Claims, (Reason, String)> {
+        let key = self.key.as_ref().ok_or((
+            Reason::NotAuthorized,
+            "this origin has no token key".to_string(),
+        ))?;
+        key.verify(token)
+            .map_err(|err| (Reason::NotAuthorized, format!("token refused: {err}")))
+    }
+}
+
+fn actor_for(claims: &Claims, path: &str) -> Actor {
+    let role = match claims.role.as_deref() {
+        Some("creator") if claims.may_publish(path) => Role::Creator,
+        Some("moderator") => Role::Moderator,
+        _ => Role::Viewer,
+    };
+    Actor {
+        user: claims.sub.clone(),
+        name: claims.name.clone().unwrap_or_else(|| claims.sub.clone()),
+        role,
+    }
+}
+
+fn frame_failure(err: FrameError, context: &str) -> (Reason, String) {
+    match err {
+        FrameError::TooLarge(_) => (Reason::TooLarge, err.to_string()),
+        err if context.is_empty() => (Reason::Invalid, err.to_string()),
+        err => (Reason::Invalid, format!("{context}: {err}")),
+    }
+}
+
+/// The `key` of a frame that is not a valid request, if it has one.
+fn key_of(frame: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(frame)
+        .ok()
+        .and_then(|v| v.get("key").and_then(|k| k.as_str()).map(str::to_string))
+        .unwrap_or_default()
+}
+
+async fn write(send: &mut web_transport_quinn::SendStream, answer: &Answer) {
+    if let Ok(frame) = encode_frame(answer) {
+        let _ = AsyncWriteExt::write_all(send, &frame).await;
+    }
+}
+
+/// Counts a connected viewer while alive.
+struct ViewerGuard {
+    authority: Arc<Authority>,
+    path: String,
+}
+
+impl ViewerGuard {
+    fn join(authority: Arc<Authority>, path: String) -> Self {
+        authority.viewer_joined(&path, true);
+        Self { authority, path }
+    }
+}
+
+impl Drop for ViewerGuard {
+    fn drop(&mut self) {
+        self.authority.viewer_joined(&self.path, false);
+    }
+}
+
+impl InteractionAuthority for InteractionService {
+    fn serve(&self, stream: InteractionStream) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        // The engine holds the service in an Arc; a clone of its parts keeps the future 'static.
+        let service = Arc::new(Self {
+            authority: self.authority.clone(),
+            key: self.key.clone(),
+            relay: self.relay.clone(),
+        });
+        Box::pin(service.serve_stream(stream))
+    }
+}
+
+impl ExtraTracks for InteractionService {
+    fn track(&self, namespace: &TrackNamespace, name: &str) -> Option<TrackCache> {
+        if name != INTERACTION_TRACK {
+            return None;
+        }
+        let path = stagecast_proto::path::path_from_namespace(namespace);
+        self.channel(namespace, &path)
+    }
+}
