@@ -485,7 +485,7 @@ pub async fn chat(args: ChatArgs) -> anyhow::Result<()> {
         tokio::select! {
             record = rx.recv() => {
                 let Some(record) = record else { break Ok(()) };
-                for event in follower.push(record) {
+                for (event, _) in follower.push(record) {
                     if let Some(line) = describe(&event) {
                         println!("{line}");
                     }

@@ -269,8 +269,9 @@ impl TimelineFollower {
         self.state.as_ref()
     }
 
-    /// Takes one record; returns the events applied because of it, in order.
-    pub fn push(&mut self, record: Record) -> Vec<Event> {
+    /// Takes one record; returns the events applied because of it, in order, each with
+    /// its media time.
+    pub fn push(&mut self, record: Record) -> Vec<(Event, Option<u64>)> {
         match record.data {
             TimelineData::Snapshot(snapshot) => {
                 if self.state.as_ref().is_none_or(|s| snapshot.seq > s.seq) {
@@ -288,7 +289,7 @@ impl TimelineFollower {
         self.drain()
     }
 
-    fn drain(&mut self) -> Vec<Event> {
+    fn drain(&mut self) -> Vec<(Event, Option<u64>)> {
         let Some(state) = self.state.as_mut() else {
             return Vec::new();
         };
@@ -300,7 +301,7 @@ impl TimelineFollower {
             } else if seq == state.seq + 1 {
                 let (event, media_ms) = entry.remove();
                 if state.apply(&event, media_ms).is_ok() {
-                    applied.push(event);
+                    applied.push((event, media_ms));
                 }
             } else {
                 break;
