@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 use interaction::authority::Authority;
+use interaction::payments::DevCredits;
 use interaction::service::InteractionService;
 use interaction::store::SqliteStore;
 use stagecast_relay::node::NodeArgs;
@@ -68,7 +69,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut config = args.node.relay_config(Some(&generated_key), false)?;
     let store = SqliteStore::open(&args.data_dir.join(INTERACTION_DB))
         .context("cannot open the interaction database")?;
-    let authority = Authority::new(Box::new(store), !args.no_dev_credits)
+    let credits = DevCredits {
+        enabled: !args.no_dev_credits,
+    };
+    let authority = Authority::new(Box::new(store), Box::new(credits))
         .context("cannot load the credit ledger")?;
     let token_key = config.auth.key.clone();
     let interaction = InteractionService::new(authority, token_key.clone());

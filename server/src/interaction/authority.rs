@@ -10,6 +10,7 @@ use stagecast_proto::interaction::{Action, Answer, Event, Reason, Request};
 use stagecast_relay::cache::TrackCache;
 
 use super::clock::MediaClock;
+use super::payments::CreditSource;
 use super::rules::{
     now_ms, Actor, ChannelState, RateLimiter, Rejection, ANY_LIMIT, CHAT_LIMIT, REACT_LIMIT,
 };
@@ -56,7 +57,7 @@ struct Inner {
     channels: HashMap<String, Channel>,
     limiter: RateLimiter,
     reaction_keys: RecentKeys,
-    dev_credits: bool,
+    credits: Box<dyn CreditSource>,
 }
 
 /// The last [`REACTION_KEYS`] `(user, key)` pairs of reactions, oldest forgotten first.
@@ -89,7 +90,10 @@ pub struct Authority {
 
 impl Authority {
     /// Loads the ledger; channels are loaded when first opened.
-    pub fn new(mut store: Box<dyn Store>, dev_credits: bool) -> Result<Self, StoreError> {
+    pub fn new(
+        mut store: Box<dyn Store>,
+        credits: Box<dyn CreditSource>,
+    ) -> Result<Self, StoreError> {
         let balances = store.balances()?;
         Ok(Self {
             inner: Mutex::new(Inner {
@@ -98,7 +102,7 @@ impl Authority {
                 channels: HashMap::new(),
                 limiter: RateLimiter::default(),
                 reaction_keys: Default::default(),
-                dev_credits,
+                credits,
             }),
         })
     }
@@ -227,11 +231,10 @@ impl Authority {
         if let Err(rejection) = limited {
             return reject(rejection);
         }
-        if matches!(request.action, Action::Credit { .. }) && !inner.dev_credits {
-            return reject(Rejection::new(
-                Reason::NotAuthorized,
-                "no payment provider is connected and development credits are off",
-            ));
+        if let Action::Credit { amount } = request.action {
+            if let Err(rejection) = inner.credits.authorize(actor, amount) {
+                return reject(rejection);
+            }
         }
         let Some(channel) = inner.channels.get_mut(path) else {
             return reject(Rejection::new(

@@ -7,10 +7,12 @@
 //! - [`authority`]: sequencing: rules, then store, then publish;
 //! - [`timeline`]: the track: a snapshot opening every group, then events;
 //! - [`clock`]: the broadcast's media time, stamped on every event;
+//! - [`payments`]: where credits come from (development credits until a provider exists);
 //! - [`service`]: request streams (hello, token, requests) and the relay engine's hooks.
 
 pub mod authority;
 pub mod clock;
+pub mod payments;
 pub mod rules;
 pub mod service;
 pub mod store;
