@@ -548,9 +548,15 @@ fn describe(event: &Event) -> Option<String> {
             winner.map_or(String::new(), |w| format!(", option {w} wins"))
         ),
         Event::ChatDeleted { message, .. } => format!("* message {message} deleted"),
-        Event::Moderation { action, user, .. } => {
-            format!("* {action} {}", user.as_deref().unwrap_or(""))
-        }
+        Event::Moderation {
+            action, user, secs, ..
+        } => match (action.as_str(), user, secs) {
+            ("slow_mode", _, Some(0) | None) => "* slow mode off".to_string(),
+            ("slow_mode", _, Some(secs)) => format!("* slow mode: one message every {secs} s"),
+            ("timeout", Some(user), Some(secs)) => format!("* {user} timed out for {secs} s"),
+            (action, Some(user), _) => format!("* {action} {user}"),
+            (action, None, _) => format!("* {action}"),
+        },
         _ => return None,
     })
 }
