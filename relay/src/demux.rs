@@ -3,7 +3,8 @@
 //! interaction handling, everything else to the MoQ session, which never sees the others.
 //!
 //! The MoQ session layer takes any `web_transport_trait::Session`; [`DemuxSession`] is one
-//! that wraps the real connection and hands the MoQ session only its own streams. Streams
+//! that wraps the real connection and hands the MoQ session only its own streams, and
+//! whose send streams bound how long a slow subscriber can hold data (see `delivery`). Streams
 //! are classified in tasks of their own, so a peer that opens a stream and sends nothing
 //! delays no other stream.
 
@@ -12,6 +13,9 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use stagecast_proto::interaction::STREAM_HEADER;
+
+use crate::delivery::{StreamOrder, TimedSend};
+use crate::metrics::Metrics;
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 use web_transport_quinn::{ReadError, RecvStream, SendStream, Session, SessionError};
@@ -39,18 +43,26 @@ type MoqStream = Result<(SendStream, PrefixedRecv), SessionError>;
 pub struct DemuxSession {
     inner: Session,
     moq: Arc<tokio::sync::Mutex<mpsc::Receiver<MoqStream>>>,
+    order: StreamOrder,
+    metrics: Metrics,
 }
 
 impl DemuxSession {
     /// Starts classifying `session`'s incoming bidirectional streams. Interaction streams
     /// are offered to `interaction`; when it is full or closed they are refused. The
     /// classifying task ends with the connection.
-    pub fn new(session: Session, interaction: mpsc::Sender<InteractionStream>) -> Self {
+    pub fn new(
+        session: Session,
+        interaction: mpsc::Sender<InteractionStream>,
+        metrics: Metrics,
+    ) -> Self {
         let (moq_tx, moq_rx) = mpsc::channel(MOQ_BACKLOG);
         tokio::spawn(classify_streams(session.clone(), moq_tx, interaction));
         Self {
             inner: session,
             moq: Arc::new(tokio::sync::Mutex::new(moq_rx)),
+            order: StreamOrder::default(),
+            metrics,
         }
     }
 }
@@ -126,7 +138,7 @@ async fn classify(
 }
 
 impl web_transport_trait::Session for DemuxSession {
-    type SendStream = SendStream;
+    type SendStream = TimedSend;
     type RecvStream = PrefixedRecv;
     type Error = SessionError;
 
@@ -140,7 +152,10 @@ impl web_transport_trait::Session for DemuxSession {
 
     async fn accept_bi(&self) -> Result<(Self::SendStream, Self::RecvStream), Self::Error> {
         match self.moq.lock().await.recv().await {
-            Some(stream) => stream,
+            Some(stream) => {
+                let (send, recv) = stream?;
+                Ok((TimedSend::control(send, self.metrics.clone()), recv))
+            }
             // The classifier stopped only after reporting the connection's error.
             None => Err(self.inner.closed().await),
         }
@@ -149,7 +164,7 @@ impl web_transport_trait::Session for DemuxSession {
     async fn open_bi(&self) -> Result<(Self::SendStream, Self::RecvStream), Self::Error> {
         let (send, inner) = self.inner.open_bi().await?;
         Ok((
-            send,
+            TimedSend::control(send, self.metrics.clone()),
             PrefixedRecv {
                 prefix: Bytes::new(),
                 inner,
@@ -158,7 +173,7 @@ impl web_transport_trait::Session for DemuxSession {
     }
 
     async fn open_uni(&self) -> Result<Self::SendStream, Self::Error> {
-        self.inner.open_uni().await
+        TimedSend::open_uni(&self.inner, &self.order, &self.metrics).await
     }
 
     fn send_datagram(&self, payload: Bytes) -> Result<(), Self::Error> {

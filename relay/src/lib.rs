@@ -20,6 +20,7 @@ pub mod auth_args;
 pub mod budget;
 pub mod cache;
 pub mod config_file;
+pub mod delivery;
 pub mod demux;
 pub mod drain;
 pub mod fetch;

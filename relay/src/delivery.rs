@@ -1,0 +1,174 @@
+//! Per-subscriber delivery on the QUIC connection itself: the data streams MoQ opens to a
+//! subscriber are sent newest first, and a stream the subscriber cannot take for
+//! [`STALL_TIMEOUT`] is reset, so a subscriber that cannot keep up loses old groups
+//! instead of making the relay queue them without bound.
+//!
+//! Why here: the MoQ session layer queues each subscription's groups in memory and writes
+//! them to QUIC streams; a write or a stream opening that waits on a slow subscriber's
+//! flow control holds that queue. Bounding how long either may wait bounds what one
+//! subscriber can hold (its bitrate times the timeout, plus QUIC's send window), whatever
+//! it does, and never touches other connections.
+//!
+//! Priority: QUIC sends higher priorities first. MoQ publisher priorities are the other
+//! way round (lower is more important, draft-18 §7), so a data stream's QUIC priority is
+//! the inverted publisher priority, then the stream's opening order: within a priority the
+//! newest group goes first, and an old group waits (and times out) behind it. Control
+//! streams go before all data.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use web_transport_quinn::{SendStream, Session, SessionError, WriteError};
+
+use crate::metrics::Metrics;
+
+/// How long a write to (or the opening of) a subscriber's data stream may wait.
+pub const STALL_TIMEOUT: Duration = Duration::from_secs(4);
+/// Reset code of a stream dropped because its subscriber could not keep up (the
+/// draft-18 §11.4.1 DELIVERY_TIMEOUT reset code).
+pub const DELIVERY_TIMEOUT_CODE: u32 = 0x2;
+/// QUIC priority of control streams: before any data.
+const CONTROL_PRIORITY: i32 = i32::MAX;
+
+/// What a stream carries, known from its first bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// Opened by the MoQ session, nothing written yet.
+    Unknown,
+    /// SUBGROUP_HEADER or FETCH_HEADER: media, subject to the stall timeout.
+    Data,
+    /// SETUP, bidirectional requests: never timed out, sent first.
+    Control,
+}
+
+/// Numbers data streams in opening order, per connection.
+#[derive(Clone, Default)]
+pub struct StreamOrder(Arc<AtomicU32>);
+
+impl StreamOrder {
+    fn next(&self) -> u32 {
+        self.0.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// A send stream of a subscriber's connection.
+pub struct TimedSend {
+    inner: SendStream,
+    kind: Kind,
+    /// The MoQ publisher priority the session asked for.
+    publisher_priority: u8,
+    order: u32,
+    metrics: Metrics,
+}
+
+impl TimedSend {
+    /// A bidirectional (request) stream.
+    pub fn control(inner: SendStream, metrics: Metrics) -> Self {
+        let _ = inner.set_priority(CONTROL_PRIORITY);
+        Self {
+            inner,
+            kind: Kind::Control,
+            publisher_priority: 0,
+            order: 0,
+            metrics,
+        }
+    }
+
+    /// Opens a unidirectional stream, waiting at most [`STALL_TIMEOUT`] for the
+    /// subscriber to allow one more.
+    pub async fn open_uni(
+        session: &Session,
+        order: &StreamOrder,
+        metrics: &Metrics,
+    ) -> Result<Self, SessionError> {
+        match tokio::time::timeout(STALL_TIMEOUT, session.open_uni()).await {
+            Ok(opened) => Ok(Self {
+                inner: opened?,
+                kind: Kind::Unknown,
+                publisher_priority: 0,
+                order: order.next(),
+                metrics: metrics.clone(),
+            }),
+            Err(_) => {
+                metrics.groups_dropped_total.inc();
+                tracing::debug!("subscriber allows no new stream; group dropped");
+                // Fails this group only: MoQ's serving loop goes on with the next.
+                Err(SessionError::ConnectionError(
+                    web_transport_quinn::quinn::ConnectionError::TimedOut,
+                ))
+            }
+        }
+    }
+
+    fn classify(&mut self, first: u8) {
+        // Draft-18 §10.4: SUBGROUP_HEADER types are 0b0XX1XXXX, FETCH_HEADER is 0x05.
+        let data = first & 0x90 == 0x10 || first == 0x05;
+        self.kind = if data { Kind::Data } else { Kind::Control };
+        let priority = match self.kind {
+            Kind::Data => quic_priority(self.publisher_priority, self.order),
+            _ => CONTROL_PRIORITY,
+        };
+        let _ = self.inner.set_priority(priority);
+    }
+}
+
+/// Inverted publisher priority in the top bits, opening order below (newest highest).
+fn quic_priority(publisher_priority: u8, order: u32) -> i32 {
+    (i32::from(255 - publisher_priority) << 23) | (order & 0x7F_FFFF) as i32
+}
+
+impl web_transport_trait::SendStream for TimedSend {
+    type Error = WriteError;
+
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
+        if self.kind == Kind::Unknown {
+            if let Some(&first) = buf.first() {
+                self.classify(first);
+            }
+        }
+        if self.kind != Kind::Data {
+            return self.inner.write(buf).await;
+        }
+        match tokio::time::timeout(STALL_TIMEOUT, self.inner.write(buf)).await {
+            Ok(written) => written,
+            Err(_) => {
+                self.metrics.groups_dropped_total.inc();
+                tracing::debug!("subscriber stalled for {STALL_TIMEOUT:?}; stream reset");
+                let _ = self.inner.reset(DELIVERY_TIMEOUT_CODE);
+                Err(WriteError::Stopped(DELIVERY_TIMEOUT_CODE))
+            }
+        }
+    }
+
+    fn set_priority(&mut self, order: u8) {
+        self.publisher_priority = order;
+    }
+
+    fn finish(&mut self) -> Result<(), Self::Error> {
+        web_transport_trait::SendStream::finish(&mut self.inner)
+    }
+
+    fn reset(&mut self, code: u32) {
+        web_transport_trait::SendStream::reset(&mut self.inner, code);
+    }
+
+    async fn closed(&mut self) -> Result<(), Self::Error> {
+        web_transport_trait::SendStream::closed(&mut self.inner).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quic_priority;
+
+    #[test]
+    fn important_tracks_then_newest_groups_go_first() {
+        // Publisher priority 1 (audio) before 2 (video), whatever the order.
+        assert!(quic_priority(1, 0) > quic_priority(2, 5_000_000));
+        // Within a priority, a newer stream before an older one.
+        assert!(quic_priority(2, 11) > quic_priority(2, 10));
+        assert!(quic_priority(0, 0x7F_FFFF) < i32::MAX);
+        assert!(quic_priority(255, 0) >= 0);
+    }
+}
