@@ -340,6 +340,17 @@ impl TrackCache {
         self.lock().groups.back().map(|g| g.info.group_id)
     }
 
+    /// The newest (group, object) held: the Largest Location a SUBSCRIBE_OK reports, so a
+    /// Joining FETCH (draft-18 §10.12.2) can be resolved against it. A newest group with
+    /// no object yet counts as not held.
+    pub fn largest_location(&self) -> Option<(u64, u64)> {
+        let state = self.lock();
+        state.groups.iter().rev().find_map(|group| {
+            let (object_id, _) = group.objects.last()?;
+            Some((group.info.group_id, *object_id))
+        })
+    }
+
     /// The cached objects from `start` (group, object) up to `end` in draft-18 FETCH
     /// encoding (`(group, 0)`: through the whole of `group`; otherwise up to but not
     /// including that object), with their group's identity. `None` when the cache does
@@ -541,6 +552,20 @@ mod tests {
         cache.end_group(g2);
         assert_eq!(f.try_next(), Some(FollowStep::GroupEnd { seq: g2 }));
         assert_eq!(f.try_next(), None);
+    }
+
+    #[test]
+    fn largest_location_is_the_newest_object_held() {
+        let cache = TrackCache::new(CacheLimits::default());
+        assert_eq!(cache.largest_location(), None);
+        let g1 = cache.begin_group(info(1)).unwrap();
+        cache.push_object(g1, 0, Bytes::from_static(b"a")).unwrap();
+        cache.push_object(g1, 1, Bytes::from_static(b"b")).unwrap();
+        assert_eq!(cache.largest_location(), Some((1, 1)));
+        cache.end_group(g1);
+        // A group that has begun but holds nothing yet is not a location.
+        cache.begin_group(info(2)).unwrap();
+        assert_eq!(cache.largest_location(), Some((1, 1)));
     }
 
     #[test]

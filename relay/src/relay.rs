@@ -8,7 +8,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use moq_transport::coding::TrackNamespace;
+use moq_transport::coding::{Location, TrackNamespace};
 use moq_transport::serve::{ServeError, Track};
 use moq_transport::session::{Subscribed, Subscriber};
 use tokio::sync::watch;
@@ -173,9 +173,14 @@ impl Relay {
         // Follow before counting the subscription as served, so whoever waits on the count
         // knows every group from now on reaches this subscriber.
         let follower = cache.follow();
+        let largest = cache
+            .largest_location()
+            .map(|(group, object)| Location::new(group, object));
         let _serving = GaugeGuard::new(&self.0.metrics.subscriptions);
         let (writer, reader) = Track::new(namespace, name).produce();
-        let serve = subscribed.serve(reader);
+        // The reader is empty until delivery starts, so its own largest location would be
+        // none and a Joining FETCH for this subscription could not be resolved.
+        let serve = subscribed.serve_with_largest_location(reader, largest);
         tokio::pin!(serve);
         tokio::select! {
             result = &mut serve => {

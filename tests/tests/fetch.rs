@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use moq_transport::coding::{KeyValuePairs, Location, TrackNamespace};
 use moq_transport::data::FetchRecord;
-use moq_transport::message::StandaloneFetch;
+use moq_transport::message::{FetchType, StandaloneFetch};
 use moq_transport::serve::Track;
-use moq_transport::session::{Session, Subscriber};
+use moq_transport::session::{Fetch, Session, Subscriber};
 use stagecast_proto::endpoint::ClientEndpoint;
 use stagecast_proto::trust::ClientTrust;
 use stagecast_tests::media;
@@ -42,6 +42,11 @@ async fn fetch_catalog_group(subscriber: &mut Subscriber, group: u64) -> Vec<byt
         .await
         .expect("send FETCH");
     fetch.ok().await.expect("FETCH_OK");
+    read_fetched(&mut fetch).await
+}
+
+/// The payloads of every object a FETCH returns.
+async fn read_fetched(fetch: &mut Fetch) -> Vec<bytes::Bytes> {
     let mut payloads = Vec::new();
     while let Some(record) = fetch.next().await.expect("fetch record") {
         if let FetchRecord::Object(_) = record {
@@ -139,6 +144,29 @@ async fn fetch_is_served_from_the_cache_or_through_to_the_source() {
         Some(1.0),
         "the edge answered from its cache"
     );
+
+    // An MSF catalog subscriber (MSF "Catalog": SUBSCRIBE plus a Joining FETCH) gets the
+    // current catalog at once from the edge's cache.
+    let (writer, _reader) = Track::new(
+        TrackNamespace::from_utf8_path("demo/live"),
+        "catalog".to_string(),
+    )
+    .produce();
+    let subscription = at_edge
+        .subscribe_open(writer)
+        .await
+        .expect("subscribe to the catalog");
+    let mut joining = at_edge
+        .joining_fetch(
+            FetchType::RelativeJoining,
+            subscription.info.id,
+            0,
+            KeyValuePairs::default(),
+        )
+        .await
+        .expect("send the Joining FETCH");
+    joining.ok().await.expect("the Joining FETCH is accepted");
+    assert_is_catalog(&read_fetched(&mut joining).await);
 
     // A range nobody holds is refused with a clear error, not left hanging.
     let missing = at_origin
