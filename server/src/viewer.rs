@@ -50,6 +50,12 @@ static ASSETS: &[Asset] = &[
     asset!("js/moqt/data.js", JS),
     asset!("js/moqt/stream.js", JS),
     asset!("js/moqt/session.js", JS),
+    asset!("js/interaction/panel.js", JS),
+    asset!("js/interaction/client.js", JS),
+    asset!("js/interaction/codec.js", JS),
+    asset!("js/interaction/state.js", JS),
+    asset!("js/interaction/mediatime.js", JS),
+    asset!("js/interaction/track.js", JS),
 ];
 
 const INDEX_HTML: &str = include_str!("../../viewer/index.html");
