@@ -146,10 +146,13 @@ export function testDir(name) {
 
 /**
  * A token from the deployment key `keyFile` (`stagecast token issue`): `publish` and
- * `subscribe` are lists of path prefixes ("" for all), `ttl` a lifetime such as '1h'.
+ * `subscribe` are lists of path prefixes ("" for all), `ttl` a lifetime such as '1h';
+ * `name` (display name) and `role` (viewer, moderator, creator) when given.
  */
-export function issueToken(keyFile, { sub = 'browser-test', publish = [], subscribe = [], ttl = '1h' } = {}) {
+export function issueToken(keyFile, { sub = 'browser-test', name, role, publish = [], subscribe = [], ttl = '1h' } = {}) {
   const args = ['token', 'issue', '--key-file', keyFile, '--sub', sub, '--ttl', ttl];
+  if (name !== undefined) args.push('--name', name);
+  if (role !== undefined) args.push('--role', role);
   for (const p of publish) args.push('--publish', p);
   for (const p of subscribe) args.push('--subscribe', p);
   return execFileSync(bin('stagecast'), args, { encoding: 'utf8' }).trim();

@@ -425,3 +425,19 @@ test('an oversize request is refused before it is sent; a hello without a token 
   assert.deepEqual(wt.streams[0].frames, [{ type: 'hello', broadcast: 'demo/live' }]);
   client.close();
 });
+
+// ---------------------------------------------------------------------------- words
+
+test('every documented rejection reads as a sentence; waits are in whole seconds', async () => {
+  const { describeRejection } = await import('../js/interaction/panel.js');
+  const reasons = ['rate_limited', 'too_long', 'poll_closed', 'already_voted', 'insufficient_balance', 'banned', 'timed_out', 'not_authorized', 'invalid', 'unavailable'];
+  for (const reason of reasons) {
+    const text = describeRejection({ type: 'rejected', key: 'k', reason });
+    assert.match(text, /^[A-Z].*[.)!]$/, `${reason}: ${text}`);
+    assert.ok(!text.includes('_') && !text.includes(`: ${reason}`), `${reason} is said in words: ${text}`);
+  }
+  assert.equal(describeRejection({ reason: 'rate_limited', retry_after_ms: 1500 }), 'You are sending too fast. Try again in 2 s.');
+  assert.equal(describeRejection({ reason: 'timed_out', retry_after_ms: 60000 }), 'You are timed out. Try again in 60 s.');
+  assert.match(describeRejection({ reason: 'insufficient_balance' }, { balance: 3 }), /balance 3/);
+  assert.match(describeRejection({ reason: 'something_new', message: 'why' }), /something_new.*why/);
+});

@@ -4,6 +4,9 @@
  * the playhead close to the live edge. It reconnects by itself when the session drops,
  * stalls or the relay sends GOAWAY, and resumes at the group where it left off.
  *
+ * Each session it connects is announced (event 'session', detail {session, catalog},
+ * `catalog.bytes` the catalog's JSON) once its media subscriptions are made.
+ *
  * States it reports (event 'state', detail {state, message}): connecting, buffering,
  * playing, paused, reconnecting, offline, unauthorized, expired, unsupported, error.
  * unauthorized and expired are final: the page's token was refused (access.js), and
@@ -186,6 +189,9 @@ export class Player extends EventTarget {
         });
       }
       this.lastMediaAt = performance.now();
+      // The session is up: the interaction panel opens its request stream on the same
+      // WebTransport session and subscribes to the catalog's interaction track.
+      this.dispatchEvent(new CustomEvent('session', { detail: { session, catalog } }));
       const stall = setInterval(() => {
         if (performance.now() - this.lastMediaAt > STALL_MS) ended('stalled');
       }, 500);
@@ -225,6 +231,7 @@ export class Player extends EventTarget {
         }
         if (!seen) {
           seen = catalog;
+          catalog.bytes = obj.payload; // the whole catalog, for tracks other than media (interaction)
           clearTimeout(timer);
           resolve(catalog);
         } else if (!sameTracks(seen, catalog)) {
