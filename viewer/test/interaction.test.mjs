@@ -436,8 +436,8 @@ test('every documented rejection reads as a sentence; waits are in whole seconds
     assert.match(text, /^[A-Z].*[.)!]$/, `${reason}: ${text}`);
     assert.ok(!text.includes('_') && !text.includes(`: ${reason}`), `${reason} is said in words: ${text}`);
   }
-  assert.equal(describeRejection({ reason: 'rate_limited', retry_after_ms: 1500 }), 'You are sending too fast. Try again in 2 s.');
-  assert.equal(describeRejection({ reason: 'timed_out', retry_after_ms: 60000 }), 'You are timed out. Try again in 60 s.');
+  assert.equal(describeRejection({ reason: 'rate_limited', retry_after_ms: 1500 }), 'You are sending too fast. Try again in 2\u00a0s.');
+  assert.equal(describeRejection({ reason: 'timed_out', retry_after_ms: 60000 }), 'You are timed out. Try again in 60\u00a0s.');
   assert.match(describeRejection({ reason: 'insufficient_balance' }, { balance: 3 }), /balance 3/);
   assert.match(describeRejection({ reason: 'something_new', message: 'why' }), /something_new.*why/);
 });

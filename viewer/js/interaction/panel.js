@@ -39,10 +39,12 @@ function el(tag, className, text) {
 }
 
 const secs = (ms) => Math.max(1, Math.ceil(ms / 1000));
+/** A wait in words; the no-break space keeps "10 s" on one line. */
+const inSecs = (ms) => `${secs(ms)}\u00a0s`;
 
 /** A rejection (`{reason, message, retry_after_ms}`) in words for the viewer. */
 export function describeRejection(answer, { balance } = {}) {
-  const wait = answer.retry_after_ms ? ` Try again in ${secs(answer.retry_after_ms)} s.` : '';
+  const wait = answer.retry_after_ms ? ` Try again in ${inSecs(answer.retry_after_ms)}.` : '';
   switch (answer.reason) {
     case 'rate_limited':
       return `You are sending too fast.${wait || ' Wait a moment.'}`;
@@ -133,6 +135,7 @@ export class InteractionPanel {
     this.guest = guest;
     this.client = new InteractionClient({ broadcast: this.broadcast, token: token ?? guest?.token });
     this.balance = undefined;
+    this.tipOpen = false;
     this.bindDom();
     this.client.addEventListener('status', (e) => this.onClientStatus(e.detail));
     this.client.addEventListener('welcome', (e) => this.onWelcome(e.detail));
@@ -170,6 +173,7 @@ export class InteractionPanel {
       note: $('ix-note'),
       error: $('ix-error'),
       tip: $('ix-tip'),
+      tipToggle: $('ix-tip-toggle'),
       tipForm: $('ix-tip-form'),
       tipAmount: $('ix-tip-amount'),
       tipMessage: $('ix-tip-message'),
@@ -193,6 +197,20 @@ export class InteractionPanel {
       this.sendTip();
     });
     d.credit.addEventListener('click', () => this.getCredits());
+    d.tipToggle.addEventListener('click', () => {
+      this.tipOpen = !this.tipOpen;
+      this.renderIdentity();
+      if (this.tipOpen) d.tipAmount.focus();
+    });
+    // Keep the newest line in view while the list's box changes (a poll opens, the tip
+    // form shows), unless the viewer scrolled up to read.
+    this.chatAtBottom = true;
+    d.chat.addEventListener('scroll', () => {
+      this.chatAtBottom = d.chat.scrollHeight - d.chat.scrollTop - d.chat.clientHeight < 40;
+    });
+    new ResizeObserver(() => {
+      if (this.chatAtBottom) d.chat.scrollTop = d.chat.scrollHeight;
+    }).observe(d.chat);
   }
 
   reactionButton(emoji) {
@@ -320,7 +338,7 @@ export class InteractionPanel {
     const state = this.follower.state;
     if (state && line.seq >= (state.chat[0]?.seq ?? Infinity) && !state.chat.some((l) => l.seq === line.seq)) return;
     const chat = this.dom.chat;
-    const atBottom = chat.scrollHeight - chat.scrollTop - chat.clientHeight < 40;
+    const atBottom = this.chatAtBottom;
     const li = el('li', 'ix-line');
     li.dataset.seq = String(line.seq);
     const name = el('span', `ix-name role-${['creator', 'moderator'].includes(line.role) ? line.role : 'viewer'}`, line.name ?? line.user ?? '?');
@@ -384,7 +402,7 @@ export class InteractionPanel {
     }
     this.renderPoll(state.poll);
     this.renderGoal(state.goal, state.top_tippers);
-    d.note.textContent = state.slow_mode_secs > 0 ? `Slow mode: one message every ${state.slow_mode_secs} s.` : '';
+    d.note.textContent = state.slow_mode_secs > 0 ? `Slow mode: one message every ${inSecs(state.slow_mode_secs * 1000)}.` : '';
   }
 
   renderPoll(poll) {
@@ -405,11 +423,10 @@ export class InteractionPanel {
         const button = el('button', 'ix-vote');
         button.type = 'button';
         button.dataset.option = String(i);
-        button.append(el('span', 'ix-option-label', option), el('span', 'ix-option-count', ''));
+        // The bar fills the button from behind its label: one compact row per option.
+        button.append(el('span', 'ix-bar-fill'), el('span', 'ix-option-label', option), el('span', 'ix-option-count', ''));
         button.addEventListener('click', () => this.vote(poll.id, i));
-        const bar = el('div', 'ix-bar');
-        bar.append(el('div', 'ix-bar-fill'));
-        li.append(button, bar);
+        li.append(button);
         d.pollOptions.append(li);
       });
     }
@@ -440,7 +457,7 @@ export class InteractionPanel {
       text = `Poll closed · ${votes}${winner !== undefined ? ` · winner: ${winner}` : ''}`;
     } else {
       const left = poll.closes_at_ms - Date.now();
-      text = `${votes} · ${left > 0 ? `closes in ${secs(left)} s` : 'closing…'}`;
+      text = `${votes} · ${left > 0 ? `closes in ${inSecs(left)}` : 'closing…'}`;
       if (this.voted.has(poll.id)) text += ' · you voted';
       else if (!this.canSend()) text += ' · join the chat to vote';
     }
@@ -494,7 +511,9 @@ export class InteractionPanel {
     const ready = this.canSend();
     d.send.querySelector('button').disabled = !ready;
     d.text.placeholder = ready ? `Chat as ${welcome.name ?? welcome.user}` : 'Connecting…';
-    d.tip.hidden = !ready;
+    d.tipToggle.hidden = !ready;
+    d.tipToggle.setAttribute('aria-expanded', String(Boolean(this.tipOpen)));
+    d.tip.hidden = !ready || !this.tipOpen;
     d.balance.textContent = Number.isFinite(this.balance) ? `Balance: ${this.balance} credits.` : '';
   }
 
