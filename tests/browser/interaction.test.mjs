@@ -111,16 +111,29 @@ test('a chat message sent with the CLI appears in the page', async () => {
   assert.equal(await page.locator('#ix-join').isVisible(), true);
   assert.equal(await page.locator('#ix-send').isVisible(), false);
 
+  // The video's clock (ms of media time) when each chat line is put in the page.
+  await page.evaluate(() => {
+    window.lineShownAt = {};
+    const video = document.getElementById('video');
+    new MutationObserver((mutations) => {
+      for (const m of mutations) for (const n of m.addedNodes) if (n.dataset?.seq) window.lineShownAt[n.dataset.seq] = video.currentTime * 1000;
+    }).observe(document.getElementById('ix-chat'), { childList: true });
+  });
   const token = issueToken(server.keyFile, { sub: 'cli-ann', name: 'Ann', role: 'viewer', subscribe: [''] });
   const text = `hello from the CLI ${Date.now()}`;
   const out = await cli(['chat', ...at(server), 'demo/live', '--send', text, '--token', token, ...pin(server)]);
   const line = await untilLine(page, text);
   assert.equal(line.name, 'Ann', 'the display name comes from the token');
   const after = await panel(page);
-  assert.ok(after.state.chat.some((l) => l.text === text && l.user === 'cli-ann'), 'the line is in the page state with its user');
+  const held = after.state.chat.find((l) => l.text === text);
+  assert.equal(held?.user, 'cli-ann', 'the line is in the page state with its user');
+  // In step with the video: the line waited until the picture reached its media time.
+  assert.equal(typeof held.M, 'number', 'the event carries the media time it happened at');
+  const shownAt = await page.evaluate((seq) => window.lineShownAt[seq], String(held.seq));
+  assert.ok(shownAt >= held.M, `shown at media time ${shownAt} ms, not before the event's ${held.M} ms`);
   await page.screenshot({ path: join(dir, 'chat-from-cli.png') });
   assert.deepEqual(errors, [], 'no console or page errors');
-  console.log(`# interaction chat: CLI said ${JSON.stringify(out.trim())}; the page shows seq ${after.state.chat.at(-1).seq}`);
+  console.log(`# interaction chat: CLI said ${JSON.stringify(out.trim())}; the page showed seq ${held.seq} (M ${held.M} ms) at video time ${shownAt.toFixed(0)} ms`);
 });
 
 test('a vote cast in the page is counted in the CLI state; too many messages are refused in words', async () => {

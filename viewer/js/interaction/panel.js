@@ -5,8 +5,10 @@
  *
  * Down: on every session the player connects, the panel subscribes to the broadcast's
  * interaction track when the catalog lists it (track.js) and feeds its records to a
- * Follower (state.js). Counts (viewers, tallies, goal, reactions) show at once; chat
- * lines and tip alerts wait until the video reaches their media time (mediatime.js).
+ * Follower (state.js). What it shows waits until the video reaches the media time `M`
+ * the events carry (mediatime.js): each state (poll bars, goal, counts) is held with the
+ * `M` of its latest event, and chat lines, tip alerts and reaction floats with their own,
+ * so a viewer behind live sees the panel change with the picture.
  * Up: one InteractionClient (client.js) on the same WebTransport session. Identity is
  * the page's ?jwt= token, or a guest token from POST /api/guest on the page's origin
  * (kept in localStorage until it expires).
@@ -18,7 +20,7 @@
 import { tokenExpiry } from '../player/access.js';
 import { InteractionClient } from './client.js';
 import { FrameError } from './codec.js';
-import { Gate, mediaClock } from './mediatime.js';
+import { Gate, isDue, mediaClock } from './mediatime.js';
 import { Follower } from './state.js';
 import { followTrack, interactionTrackOf } from './track.js';
 
@@ -26,9 +28,17 @@ const REACTIONS = ['❤️', '😂', '👏', '🔥', '🎉'];
 const SCROLLBACK = 500;
 const MAX_CHAT_CHARS = 500;
 const ALERT_MS = 8000;
+/** States held for the video at most; past this the oldest are dropped (newer ones hold everything). */
+const MAX_HELD_STATES = 256;
 const GUEST_KEY = 'stagecast.guest';
 
 const $ = (id) => document.getElementById(id);
+
+/** The later of two media times, either possibly undefined. */
+function laterOf(a, b) {
+  if (a === undefined) return b;
+  return b === undefined ? a : Math.max(a, b);
+}
 
 /** An element with a class and text (textContent: never HTML). */
 function el(tag, className, text) {
@@ -124,7 +134,8 @@ export class InteractionPanel {
     this.broadcast = namespace.join('/');
     this.clock = mediaClock(video);
     this.follower = new Follower();
-    this.gate = new Gate(); // chat lines (by seq) and tip alerts ('tip:'+seq)
+    this.gate = new Gate(); // chat lines (by seq), tip alerts ('tip:'+seq), reaction floats ('react:'+seq)
+    this.held = []; // [{M, state}] waiting for the video to reach M, oldest first
     this.lines = new Map(); // seq -> <li> shown
     this.voted = new Map(); // poll id -> option index
     this.pollId = undefined;
@@ -274,17 +285,26 @@ export class InteractionPanel {
 
   onRecords(records) {
     let replaced = false;
+    let M;
     const applied = [];
     for (const r of records) {
       const out = this.follower.push(r);
-      replaced ||= out.replaced;
-      applied.push(...out.applied);
+      if (out.replaced) {
+        replaced = true;
+        M = laterOf(M, r.M);
+      }
+      for (const a of out.applied) {
+        applied.push(a);
+        M = laterOf(M, a.M);
+      }
     }
     if (!replaced && applied.length === 0) return;
     const state = this.follower.state;
     if (replaced) this.syncChat(state);
-    for (const { event, M } of applied) this.onEvent(event, M);
-    this.renderState(state);
+    for (const { event, M: at } of applied) this.onEvent(event, at);
+    this.held.push({ M, state });
+    if (this.held.length > MAX_HELD_STATES) this.held.splice(0, this.held.length - MAX_HELD_STATES);
+    this.tick();
     this.renderStatus();
   }
 
@@ -311,10 +331,7 @@ export class InteractionPanel {
         this.gate.hold(`tip:${event.seq}`, M, { kind: 'tip', event });
         break;
       case 'reactions':
-        this.floatReactions(event.counts ?? {});
-        break;
-      case 'poll_opened':
-        this.dom.pollError.textContent = '';
+        this.gate.hold(`react:${event.seq}`, M, { kind: 'react', counts: event.counts ?? {} });
         break;
       default:
         break;
@@ -325,9 +342,13 @@ export class InteractionPanel {
 
   tick() {
     const now = this.clock();
+    let due;
+    while (this.held.length > 0 && isDue(this.held[0].M, now)) due = this.held.shift();
+    if (due) this.renderState(due.state);
     for (const item of this.gate.release(now)) {
       if (item.kind === 'chat') this.addLine(item.line);
       else if (item.kind === 'tip') this.showTip(item.event);
+      else if (item.kind === 'react') this.floatReactions(item.counts);
     }
     this.renderPollFoot();
   }
