@@ -6,9 +6,12 @@ use clap::Args;
 use moq_transport::session::{Publisher, Session, Subscriber};
 use moq_transport::setup::AuthorizationToken;
 use stagecast_proto::endpoint::ClientEndpoint;
+use stagecast_proto::goaway::GoAway;
+use stagecast_proto::migration::MigratingSession;
 use stagecast_proto::token::JWT_TOKEN_TYPE;
 use stagecast_proto::trust::{trust_for, ClientTrust};
 use stagecast_proto::web_transport_quinn;
+use tokio::sync::watch;
 use url::Url;
 
 #[derive(Args, Debug, Clone)]
@@ -39,6 +42,8 @@ pub struct Connection {
     pub client: ClientEndpoint,
     /// The transport session, kept to close it with a reason when done.
     pub transport: web_transport_quinn::Session,
+    /// Becomes `Some` when the server sends GOAWAY (it is draining).
+    pub goaway: watch::Receiver<Option<GoAway>>,
     pub session: Session,
     pub publisher: Publisher,
     pub subscriber: Subscriber,
@@ -56,13 +61,15 @@ pub async fn connect_session(
         .iter()
         .map(|t| AuthorizationToken::new(JWT_TOKEN_TYPE, t.as_bytes().to_vec()))
         .collect();
+    let migrating = MigratingSession::new(transport_session.clone());
     let (session, publisher, subscriber) =
-        Session::connect_with_tokens(transport_session.clone().into(), None, transport, tokens)
+        Session::connect_with_tokens(migrating.transport(), None, transport, tokens)
             .await
             .with_context(|| format!("MoQ setup with {url} failed"))?;
     Ok(Connection {
         client,
         transport: transport_session,
+        goaway: migrating.goaway(),
         session,
         publisher,
         subscriber,

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use web_transport_quinn::{SendStream, Session, SessionError, WriteError};
 
+use crate::goaway::{ControlSlot, ControlWriter, SharedControl};
 use crate::metrics::Metrics;
 
 /// How long a write to (or the opening of) a subscriber's data stream may wait.
@@ -30,6 +31,9 @@ pub const STALL_TIMEOUT: Duration = Duration::from_secs(4);
 pub const DELIVERY_TIMEOUT_CODE: u32 = 0x2;
 /// QUIC priority of control streams: before any data.
 const CONTROL_PRIORITY: i32 = i32::MAX;
+/// First byte of a stream that starts with SETUP (type 0x2F00 as a varint): the
+/// session's control stream (draft-18 §10.3).
+const SETUP_FIRST_BYTE: u8 = 0xAF;
 
 /// What a stream carries, known from its first bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,7 +58,9 @@ impl StreamOrder {
 
 /// A send stream of a subscriber's connection.
 pub struct TimedSend {
-    inner: SendStream,
+    inner: Inner,
+    /// Where the control stream is shared with the drain, once it is known to be one.
+    control_slot: Option<ControlSlot>,
     kind: Kind,
     /// The MoQ publisher priority the session asked for.
     publisher_priority: u8,
@@ -67,7 +73,8 @@ impl TimedSend {
     pub fn control(inner: SendStream, metrics: Metrics) -> Self {
         let _ = inner.set_priority(CONTROL_PRIORITY);
         Self {
-            inner,
+            inner: Inner::Own(inner),
+            control_slot: None,
             kind: Kind::Control,
             publisher_priority: 0,
             order: 0,
@@ -76,15 +83,18 @@ impl TimedSend {
     }
 
     /// Opens a unidirectional stream, waiting at most [`STALL_TIMEOUT`] for the
-    /// subscriber to allow one more.
+    /// subscriber to allow one more. If it turns out to be the control stream, it is put
+    /// in `control_slot`.
     pub async fn open_uni(
         session: &Session,
         order: &StreamOrder,
         metrics: &Metrics,
+        control_slot: &ControlSlot,
     ) -> Result<Self, SessionError> {
         match tokio::time::timeout(STALL_TIMEOUT, session.open_uni()).await {
             Ok(opened) => Ok(Self {
-                inner: opened?,
+                inner: Inner::Own(opened?),
+                control_slot: Some(control_slot.clone()),
                 kind: Kind::Unknown,
                 publisher_priority: 0,
                 order: order.next(),
@@ -109,13 +119,70 @@ impl TimedSend {
             Kind::Data => quic_priority(self.publisher_priority, self.order),
             _ => CONTROL_PRIORITY,
         };
-        let _ = self.inner.set_priority(priority);
+        if let Inner::Own(stream) = &self.inner {
+            let _ = stream.set_priority(priority);
+        }
+        if first == SETUP_FIRST_BYTE {
+            self.share_control();
+        }
+    }
+
+    /// Moves the control stream where the drain can reach it.
+    fn share_control(&mut self) {
+        let Some(slot) = self.control_slot.take() else {
+            return;
+        };
+        if slot.get().is_some() {
+            return;
+        }
+        if let Inner::Own(stream) = std::mem::replace(&mut self.inner, Inner::Moved) {
+            let shared: SharedControl =
+                std::sync::Arc::new(tokio::sync::Mutex::new(ControlWriter::new(stream)));
+            let _ = slot.set(shared.clone());
+            self.inner = Inner::Shared(shared);
+        }
     }
 }
 
-/// Inverted publisher priority in the top bits, opening order below (newest highest).
+/// The QUIC stream behind a [`TimedSend`].
+enum Inner {
+    Own(SendStream),
+    /// The session's control stream, shared with the drain's GOAWAY.
+    Shared(SharedControl),
+    /// Only while being moved into `Shared`.
+    Moved,
+}
+
+impl Inner {
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, WriteError> {
+        match self {
+            Inner::Own(stream) => stream.write(buf).await,
+            Inner::Shared(shared) => shared.lock().await.write(buf).await,
+            Inner::Moved => Err(WriteError::ClosedStream),
+        }
+    }
+
+    /// Runs `f` on the stream now, or (for the shared control stream, while the drain
+    /// writes to it) as soon as it is free.
+    fn with_stream(&mut self, f: impl FnOnce(&mut SendStream) + Send + 'static) {
+        match self {
+            Inner::Own(stream) => f(stream),
+            Inner::Shared(shared) => match shared.clone().try_lock_owned() {
+                Ok(mut writer) => f(writer.stream()),
+                Err(_) => {
+                    let shared = shared.clone();
+                    tokio::spawn(async move { f(shared.lock().await.stream()) });
+                }
+            },
+            Inner::Moved => {}
+        }
+    }
+}
+
+/// Inverted publisher priority in the top bits, opening order below (newest highest). The
+/// order keeps 22 bits, so even publisher priority 0 stays below control streams.
 fn quic_priority(publisher_priority: u8, order: u32) -> i32 {
-    (i32::from(255 - publisher_priority) << 23) | (order & 0x7F_FFFF) as i32
+    (i32::from(255 - publisher_priority) << 23) | (order & 0x3F_FFFF) as i32
 }
 
 impl web_transport_trait::SendStream for TimedSend {
@@ -135,7 +202,9 @@ impl web_transport_trait::SendStream for TimedSend {
             Err(_) => {
                 self.metrics.groups_dropped_total.inc();
                 tracing::debug!("subscriber stalled for {STALL_TIMEOUT:?}; stream reset");
-                let _ = self.inner.reset(DELIVERY_TIMEOUT_CODE);
+                self.inner.with_stream(|stream| {
+                    let _ = stream.reset(DELIVERY_TIMEOUT_CODE);
+                });
                 Err(WriteError::Stopped(DELIVERY_TIMEOUT_CODE))
             }
         }
@@ -146,21 +215,37 @@ impl web_transport_trait::SendStream for TimedSend {
     }
 
     fn finish(&mut self) -> Result<(), Self::Error> {
-        web_transport_trait::SendStream::finish(&mut self.inner)
+        match &mut self.inner {
+            Inner::Own(stream) => web_transport_trait::SendStream::finish(stream),
+            shared => {
+                shared.with_stream(|stream| {
+                    let _ = web_transport_trait::SendStream::finish(stream);
+                });
+                Ok(())
+            }
+        }
     }
 
     fn reset(&mut self, code: u32) {
-        web_transport_trait::SendStream::reset(&mut self.inner, code);
+        self.inner.with_stream(move |stream| {
+            web_transport_trait::SendStream::reset(stream, code);
+        });
     }
 
     async fn closed(&mut self) -> Result<(), Self::Error> {
-        web_transport_trait::SendStream::closed(&mut self.inner).await
+        match &mut self.inner {
+            Inner::Own(stream) => web_transport_trait::SendStream::closed(stream).await,
+            Inner::Shared(shared) => {
+                web_transport_trait::SendStream::closed(shared.lock().await.stream()).await
+            }
+            Inner::Moved => Err(WriteError::ClosedStream),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::quic_priority;
+    use super::{quic_priority, CONTROL_PRIORITY};
 
     #[test]
     fn important_tracks_then_newest_groups_go_first() {
@@ -168,7 +253,7 @@ mod tests {
         assert!(quic_priority(1, 0) > quic_priority(2, 5_000_000));
         // Within a priority, a newer stream before an older one.
         assert!(quic_priority(2, 11) > quic_priority(2, 10));
-        assert!(quic_priority(0, 0x7F_FFFF) < i32::MAX);
+        assert!(quic_priority(0, u32::MAX) < CONTROL_PRIORITY);
         assert!(quic_priority(255, 0) >= 0);
     }
 }

@@ -11,13 +11,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
+use stagecast_proto::interaction::frame::get_varint;
 use stagecast_proto::interaction::STREAM_HEADER;
 
 use crate::delivery::{StreamOrder, TimedSend};
+use crate::goaway::{ControlSlot, GoAwayNotice, RequestIds};
 use crate::metrics::Metrics;
 use tokio::io::AsyncReadExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use web_transport_quinn::{ReadError, RecvStream, SendStream, Session, SessionError};
 
 /// How long a new stream may take to show its first bytes.
@@ -45,24 +47,43 @@ pub struct DemuxSession {
     moq: Arc<tokio::sync::Mutex<mpsc::Receiver<MoqStream>>>,
     order: StreamOrder,
     metrics: Metrics,
+    control: ControlSlot,
 }
 
 impl DemuxSession {
     /// Starts classifying `session`'s incoming bidirectional streams. Interaction streams
     /// are offered to `interaction`; when it is full or closed they are refused. The
-    /// classifying task ends with the connection.
+    /// classifying task ends with the connection. When `goaway` says the node drains, the
+    /// session's control stream gets a GOAWAY.
     pub fn new(
         session: Session,
         interaction: mpsc::Sender<InteractionStream>,
         metrics: Metrics,
+        goaway: watch::Receiver<Option<GoAwayNotice>>,
     ) -> Self {
         let (moq_tx, moq_rx) = mpsc::channel(MOQ_BACKLOG);
-        tokio::spawn(classify_streams(session.clone(), moq_tx, interaction));
+        let requests = RequestIds::default();
+        let control = ControlSlot::default();
+        tokio::spawn(classify_streams(
+            session.clone(),
+            moq_tx,
+            interaction,
+            requests.clone(),
+        ));
+        let closed = session.clone();
+        let send_goaway = crate::goaway::send_on_drain(goaway, control.clone(), requests);
+        tokio::spawn(async move {
+            tokio::select! {
+                () = send_goaway => {}
+                _ = closed.closed() => {}
+            }
+        });
         Self {
             inner: session,
             moq: Arc::new(tokio::sync::Mutex::new(moq_rx)),
             order: StreamOrder::default(),
             metrics,
+            control,
         }
     }
 }
@@ -71,6 +92,7 @@ async fn classify_streams(
     session: Session,
     moq: mpsc::Sender<MoqStream>,
     interaction: mpsc::Sender<InteractionStream>,
+    requests: RequestIds,
 ) {
     let mut classifying = tokio::task::JoinSet::new();
     loop {
@@ -78,7 +100,7 @@ async fn classify_streams(
             accepted = session.accept_bi(), if classifying.len() < MAX_CLASSIFYING => {
                 match accepted {
                     Ok((send, recv)) => {
-                        classifying.spawn(classify(send, recv, moq.clone(), interaction.clone()));
+                        classifying.spawn(classify(send, recv, moq.clone(), interaction.clone(), requests.clone()));
                     }
                     Err(err) => {
                         let _ = moq.send(Err(err)).await;
@@ -97,6 +119,7 @@ async fn classify(
     mut recv: RecvStream,
     moq: mpsc::Sender<MoqStream>,
     interaction: mpsc::Sender<InteractionStream>,
+    requests: RequestIds,
 ) {
     // One byte decides: no MoQ message type's varint starts with 0xE0 (it would need a
     // type above 2^21), so a MoQ request is passed on without waiting for more bytes.
@@ -130,11 +153,39 @@ async fn classify(
         }
         return;
     }
+    let mut prefix = BytesMut::from(&prefix[..len]);
+    match tokio::time::timeout(CLASSIFY_TIMEOUT, read_request_id(&mut recv, &mut prefix)).await {
+        Ok(Ok(Some(id))) => requests.saw(id),
+        Ok(Ok(None)) => {}
+        // Whatever was read goes to the MoQ session, which reports the problem itself.
+        Ok(Err(_)) | Err(_) => {}
+    }
     let recv = PrefixedRecv {
-        prefix: Bytes::copy_from_slice(&prefix[..len]),
+        prefix: prefix.freeze(),
         inner: recv,
     };
     let _ = moq.send(Ok((send, recv))).await;
+}
+
+/// Reads, after a request message's first byte in `prefix`, the rest of its header and
+/// its Request ID (the first field of every message that opens a request stream in
+/// draft-18), keeping every byte read in `prefix` for the MoQ session.
+async fn read_request_id(
+    recv: &mut RecvStream,
+    prefix: &mut BytesMut,
+) -> std::io::Result<Option<u64>> {
+    // A one-byte type (every request type is below 0x80), then the 16-bit Length.
+    if prefix.first().is_none_or(|first| *first >= 0x80) {
+        return Ok(None);
+    }
+    let mut header = [0u8; 3];
+    AsyncReadExt::read_exact(recv, &mut header).await?;
+    prefix.extend_from_slice(&header);
+    let id_len = (header[2].leading_ones() as usize + 1).min(9);
+    let mut rest = [0u8; 8];
+    AsyncReadExt::read_exact(recv, &mut rest[..id_len - 1]).await?;
+    prefix.extend_from_slice(&rest[..id_len - 1]);
+    Ok(get_varint(&prefix[3..]).map(|(id, _)| id))
 }
 
 impl web_transport_trait::Session for DemuxSession {
@@ -173,7 +224,7 @@ impl web_transport_trait::Session for DemuxSession {
     }
 
     async fn open_uni(&self) -> Result<Self::SendStream, Self::Error> {
-        TimedSend::open_uni(&self.inner, &self.order, &self.metrics).await
+        TimedSend::open_uni(&self.inner, &self.order, &self.metrics, &self.control).await
     }
 
     fn send_datagram(&self, payload: Bytes) -> Result<(), Self::Error> {

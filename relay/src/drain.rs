@@ -1,14 +1,13 @@
-//! Graceful shutdown on SIGTERM (or Ctrl-C): refuse new sessions, end every subscription
-//! with PUBLISH_DONE GOING_AWAY so subscribers move elsewhere, give sessions up to the
-//! drain time to leave, then close the rest with GOAWAY_TIMEOUT and return.
-//!
-//! moq-transport 0.17 has no public way to send a GOAWAY message (draft-18 §10.3), so
-//! the move is signalled per subscription (GOING_AWAY) and, at the end, per session.
+//! Graceful shutdown on SIGTERM (or Ctrl-C): refuse new sessions, send every session a
+//! GOAWAY (with the configured new URI and the drain time), end every subscription with
+//! PUBLISH_DONE GOING_AWAY so subscribers move elsewhere, give sessions up to the drain
+//! time to leave, then close the rest with GOAWAY_TIMEOUT and return.
 
 use std::time::Duration;
 
 use stagecast_proto::endpoint::EndpointHandle;
 
+use crate::goaway::GoAwayNotice;
 use crate::relay::Relay;
 
 /// Draft-18 §15.10.1 GOAWAY_TIMEOUT: sessions still open when the drain time is up.
@@ -40,13 +39,21 @@ pub async fn shutdown_signal() {
 }
 
 /// Drains the node: returns when every session has left or `timeout` has passed.
-pub async fn drain(relay: &Relay, endpoint: &EndpointHandle, timeout: Duration) {
+pub async fn drain(
+    relay: &Relay,
+    endpoint: &EndpointHandle,
+    timeout: Duration,
+    new_session_uri: Option<&url::Url>,
+) {
     tracing::info!(
         ?timeout,
         "draining: refusing new sessions, moving subscribers away"
     );
     endpoint.refuse_new();
-    relay.start_drain();
+    relay.start_drain(GoAwayNotice {
+        new_session_uri: new_session_uri.map(|u| u.to_string()).unwrap_or_default(),
+        timeout,
+    });
     let deadline = tokio::time::Instant::now() + timeout;
     while relay.metrics().sessions.get() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(CHECK_EVERY).await;

@@ -26,6 +26,7 @@ pub mod drain;
 pub mod fetch;
 pub mod fetch_merge;
 pub mod forward;
+pub mod goaway;
 pub mod http;
 pub mod local;
 pub mod metrics;

@@ -91,7 +91,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let routes = stagecast_relay::http::routes(relay.clone(), listeners.fingerprint.clone());
     listeners
-        .serve(relay, routes, args.node.drain_timeout)
+        .serve(relay, routes, &args.node)
         .await;
     Ok(())
 }

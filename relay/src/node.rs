@@ -36,6 +36,10 @@ pub struct NodeArgs {
     /// On SIGTERM, how long sessions get to leave before they are closed.
     #[arg(long, env = "STAGECAST_DRAIN_TIMEOUT", default_value = "10s", value_parser = stagecast_proto::duration::parse_duration)]
     pub drain_timeout: Duration,
+    /// On SIGTERM, where sessions are told to reconnect (GOAWAY's New Session URI);
+    /// default: the URI they used, for a load balancer to send elsewhere.
+    #[arg(long, env = "STAGECAST_GOAWAY_URI")]
+    pub goaway_uri: Option<url::Url>,
     /// One byte budget for all cached groups (`512MiB`, `2GiB`); default an eighth of
     /// the machine's memory.
     #[arg(long, env = "STAGECAST_CACHE_BYTES", value_parser = stagecast_proto::byte_size::parse_byte_size)]
@@ -135,15 +139,16 @@ impl NodeListeners {
     }
 
     /// Serves `routes` over HTTP and MoQ sessions on the endpoint until SIGTERM or Ctrl-C,
-    /// then drains within `drain_timeout`.
-    pub async fn serve(self, relay: Relay, routes: axum::Router, drain_timeout: Duration) {
+    /// then drains as `args` say.
+    pub async fn serve(self, relay: Relay, routes: axum::Router, args: &NodeArgs) {
         tokio::spawn(crate::http::serve(self.http, routes));
         let handle: EndpointHandle = self.endpoint.handle();
         let accept = tokio::spawn(crate::accept::serve_endpoint(relay.clone(), self.endpoint));
         tokio::select! {
             _ = accept => {},
             () = crate::drain::shutdown_signal() => {
-                crate::drain::drain(&relay, &handle, drain_timeout).await;
+                crate::drain::drain(&relay, &handle, args.drain_timeout, args.goaway_uri.as_ref())
+                    .await;
             }
         }
     }

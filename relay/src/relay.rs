@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use crate::auth::AuthPolicy;
 use crate::budget::CacheBudget;
 use crate::cache::{CacheLimits, TrackCache};
+use crate::goaway::GoAwayNotice;
 use crate::fetch_merge::FetchMerger;
 use crate::forward::InteractionAuthority;
 use crate::metrics::{GaugeGuard, Metrics};
@@ -75,6 +76,8 @@ struct RelayInner {
     upstream: watch::Sender<Option<UpstreamSession>>,
     /// Set when the node starts draining: subscriptions are ended with GOING_AWAY.
     draining: watch::Sender<bool>,
+    /// What sessions are told when the node drains.
+    goaway: watch::Sender<Option<GoAwayNotice>>,
     /// FETCH misses in flight at sources, merged per range.
     fetches: FetchMerger,
 }
@@ -98,6 +101,7 @@ impl Relay {
             next_session: AtomicU64::new(1),
             upstream: watch::Sender::new(None),
             draining: watch::Sender::new(false),
+            goaway: watch::Sender::new(None),
             fetches: FetchMerger::default(),
         }))
     }
@@ -135,10 +139,17 @@ impl Relay {
         self.0.upstream.subscribe()
     }
 
-    /// Starts draining: every subscription served here ends with PUBLISH_DONE GOING_AWAY
-    /// so its subscriber moves elsewhere; new ones are refused.
-    pub fn start_drain(&self) {
+    /// Starts draining: every session gets a GOAWAY carrying `notice`, every subscription
+    /// served here ends with PUBLISH_DONE GOING_AWAY so its subscriber moves elsewhere,
+    /// and new ones are refused.
+    pub fn start_drain(&self, notice: GoAwayNotice) {
+        self.0.goaway.send_replace(Some(notice));
         self.0.draining.send_replace(true);
+    }
+
+    /// Becomes `Some` when the node starts draining.
+    pub fn goaway_notice(&self) -> watch::Receiver<Option<GoAwayNotice>> {
+        self.0.goaway.subscribe()
     }
 
     pub fn is_draining(&self) -> bool {

@@ -30,7 +30,12 @@ pub async fn serve_session(relay: Relay, accepted: Accepted) -> Result<(), Sessi
     let remote = accepted.remote;
     let transport = accepted.session.clone();
     let (interaction_tx, interaction_rx) = mpsc::channel(MAX_STREAMS_PER_SESSION);
-    let demux = DemuxSession::new(accepted.session, interaction_tx, relay.metrics().clone());
+    let demux = DemuxSession::new(
+        accepted.session,
+        interaction_tx,
+        relay.metrics().clone(),
+        relay.goaway_notice(),
+    );
     let (session, publisher, subscriber) = Session::accept(
         moq_transport::session::transport::Session::new(demux, accepted.url.clone()),
         None,

@@ -17,6 +17,8 @@ use moq_transport::session::{Publisher, Session, Subscriber};
 use moq_transport::setup::AuthorizationToken;
 use rand::Rng;
 use stagecast_proto::endpoint::ClientEndpoint;
+use stagecast_proto::goaway::GoAway;
+use stagecast_proto::migration::{goaway_received, MigratingSession};
 use stagecast_proto::token::JWT_TOKEN_TYPE;
 use stagecast_proto::trust::ClientTrust;
 use tokio::sync::watch;
@@ -83,14 +85,20 @@ pub async fn run_upstream(
 ) {
     let mut backoff = BACKOFF_MIN;
     let mut attempt: usize = 0;
+    // Where the last upstream's GOAWAY said to go, tried once before the configured ones.
+    let mut moved_to: Option<Url> = None;
     loop {
-        let Some(url) = config.urls.get(attempt % config.urls.len().max(1)).cloned() else {
+        let Some(url) = moved_to
+            .take()
+            .or_else(|| config.urls.get(attempt % config.urls.len().max(1)).cloned())
+        else {
             return;
         };
         state.send_replace(LinkState::Connecting { url: url.clone() });
         let started = tokio::time::Instant::now();
+        let mut going_away = false;
         let reason = match connect(&client, &url, &config).await {
-            Ok((transport, session, publisher, subscriber)) => {
+            Ok((transport, goaway, session, publisher, subscriber)) => {
                 let id = relay.next_session_id();
                 if relay.metrics().upstream_connected.get() == 0 && attempt > 0 {
                     relay.metrics().upstream_reconnects_total.inc();
@@ -107,10 +115,19 @@ pub async fn run_upstream(
                 let result = tokio::select! {
                     result = run_session(&relay, id, Arc::new(SessionAuth::Upstream), session, Some(publisher.clone()), Some(subscriber)) => result,
                     () = forward_namespaces(relay.clone(), id, publisher, state.clone()) => Ok(()),
+                    goaway = goaway_received(goaway) => {
+                        // Move now, while the draining upstream still serves: subscribers
+                        // continue on the next group from the new link.
+                        going_away = true;
+                        moved_to = Url::parse(&goaway.new_session_uri).ok();
+                        transport.close(0, b"going away");
+                        Ok(())
+                    }
                 };
                 relay.set_upstream(None);
                 relay.metrics().upstream_connected.dec();
                 match result {
+                    Ok(()) if going_away => "upstream sent GOAWAY".to_string(),
                     Ok(()) => "upstream closed the session".to_string(),
                     Err(err) => {
                         if let Some(reason) = auth_refusal(&err) {
@@ -133,7 +150,11 @@ pub async fn run_upstream(
         // The next attempt goes to the next upstream in order (failover), and round again.
         attempt += 1;
         let jitter = rand::thread_rng().gen_range(0.5..1.0);
-        let retry_in = backoff.mul_f64(jitter);
+        let retry_in = if going_away {
+            Duration::ZERO
+        } else {
+            backoff.mul_f64(jitter)
+        };
         tracing::warn!(%url, %reason, ?retry_in, "upstream link down");
         state.send_replace(LinkState::Disconnected { reason, retry_in });
         tokio::time::sleep(retry_in).await;
@@ -162,8 +183,16 @@ async fn connect(
     client: &ClientEndpoint,
     url: &Url,
     config: &UpstreamConfig,
-) -> Result<(web_transport_quinn::Session, Session, Publisher, Subscriber), (String, Option<String>)>
-{
+) -> Result<
+    (
+        web_transport_quinn::Session,
+        watch::Receiver<Option<GoAway>>,
+        Session,
+        Publisher,
+        Subscriber,
+    ),
+    (String, Option<String>),
+> {
     let (session, transport) =
         tokio::time::timeout(CONNECT_TIMEOUT, client.connect(url, &config.trust))
             .await
@@ -180,7 +209,9 @@ async fn connect(
         .map(|t| AuthorizationToken::new(JWT_TOKEN_TYPE, t.as_bytes().to_vec()))
         .collect();
     let link = session.clone();
-    Session::connect_with_tokens(session.into(), None, transport, tokens)
+    let migrating = MigratingSession::new(session);
+    let goaway = migrating.goaway();
+    Session::connect_with_tokens(migrating.transport(), None, transport, tokens)
         .await
         .map_err(|e| {
             let reason = format!("MoQ setup with {url} failed: {e}");
@@ -190,7 +221,7 @@ async fn connect(
             }
             (reason, None)
         })
-        .map(|(session, publisher, subscriber)| (link, session, publisher, subscriber))
+        .map(|(session, publisher, subscriber)| (link, goaway, session, publisher, subscriber))
 }
 
 /// Keeps every namespace published here (except those that came from the upstream

@@ -108,7 +108,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .merge(viewer::routes(quic_port))
         .merge(guest::routes(token_key));
     listeners
-        .serve(relay, routes, args.node.drain_timeout)
+        .serve(relay, routes, &args.node)
         .await;
     Ok(())
 }

@@ -55,6 +55,11 @@ impl Node {
 
     /// Starts a relay under the first of `upstreams` that answers, in order.
     pub fn relay_with_failover(dir: &Path, name: &str, upstreams: &[&Node]) -> Node {
+        Node::relay_under(dir, name, upstreams, &[])
+    }
+
+    /// [`Node::relay_with_failover`] with `extra` arguments.
+    pub fn relay_under(dir: &Path, name: &str, upstreams: &[&Node], extra: &[&str]) -> Node {
         let data = dir.join(name);
         let urls: Vec<String> = upstreams.iter().map(|n| n.moqt_url()).collect();
         let key_file = upstreams[0].key_file.clone();
@@ -76,6 +81,10 @@ impl Node {
             "--upstream-token".into(),
             token,
         ];
+        let args: Vec<String> = args
+            .into_iter()
+            .chain(extra.iter().map(|s| s.to_string()))
+            .collect();
         let mut node = Node::start(dir, name, "stagecast-relay", &args);
         node.key_file = key_file;
         let http = node.http_port;
