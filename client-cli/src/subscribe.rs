@@ -4,6 +4,10 @@
 //! The catalog comes first (MSF): it names the media tracks and carries their init
 //! segments. Each media track is then read group by group, starting at the newest group
 //! the relay holds (for video a keyframe), and its fragments are written as they arrive.
+//!
+//! A broadcast without an MSF `catalog` track may come from `moq-pub` (the moq-rs
+//! publisher): its catalog is on `.catalog` and its init segment on a track of its own
+//! (see [`stagecast_media::moq_pub`]); it is played the same way.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -17,6 +21,7 @@ use moq_transport::serve::{ServeError, Track, TrackReader, TrackReaderMode};
 use moq_transport::session::{Subscribe, Subscriber};
 use stagecast_media::catalog::{Catalog, CATALOG_TRACK};
 use stagecast_media::egress::FragmentedMp4Writer;
+use stagecast_media::moq_pub::{self, MoqPubCatalog};
 use stagecast_proto::path::namespace_from_path;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -94,28 +99,20 @@ async fn receive(
     mut output: Box<dyn AsyncWrite + Unpin + Send>,
 ) -> anyhow::Result<Ending> {
     let broadcast = &args.broadcast;
-    let (catalog_sub, catalog_reader) = subscribe(&subscriber, &namespace, CATALOG_TRACK)
-        .await
-        .map_err(|err| refusal(err, broadcast, &args.url))?;
-    let catalog_json = tokio::time::timeout(CATALOG_TIMEOUT, first_object(catalog_reader))
-        .await
-        .map_err(|_| anyhow!("{broadcast} sent no catalog within {CATALOG_TIMEOUT:?}"))??;
-    let catalog =
-        Catalog::from_json(&catalog_json).context("the broadcast's catalog is not valid MSF")?;
-    let mut writer =
-        FragmentedMp4Writer::new(&catalog).context("cannot build an MP4 from the catalog")?;
-    tracing::info!(tracks = catalog.tracks.len(), "catalog received");
+    let Layout {
+        mut writer,
+        tracks,
+        mut subscriptions,
+    } = open_broadcast(args, &namespace, &subscriber).await?;
 
     let (tx, mut rx) = mpsc::channel::<(String, Bytes)>(OUTPUT_QUEUE);
-    let mut subscriptions: Vec<Subscribe> = vec![catalog_sub];
     let mut readers = tokio::task::JoinSet::new();
-    // Media only: the catalog may also list event timelines (the origin's interaction).
-    for track in catalog.tracks.iter().filter(|t| t.is_cmaf()) {
-        let (sub, reader) = subscribe(&subscriber, &namespace, &track.name)
+    for name in tracks {
+        let (sub, reader) = subscribe(&subscriber, &namespace, &name)
             .await
             .map_err(|err| refusal(err, broadcast, &args.url))?;
         subscriptions.push(sub);
-        readers.spawn(read_track(track.name.clone(), reader, tx.clone()));
+        readers.spawn(read_track(name, reader, tx.clone()));
     }
     drop(tx);
 
@@ -161,6 +158,110 @@ async fn receive(
     Ok(ending)
 }
 
+/// What a broadcast's catalog says: the media tracks to read and how to mux them.
+struct Layout {
+    writer: FragmentedMp4Writer,
+    tracks: Vec<String>,
+    /// The catalog's (and init track's) subscriptions, held until the end.
+    subscriptions: Vec<Subscribe>,
+}
+
+/// Reads the broadcast's catalog: MSF's `catalog` track, or else `moq-pub`'s `.catalog`.
+async fn open_broadcast(
+    args: &SubscribeArgs,
+    namespace: &TrackNamespace,
+    subscriber: &Subscriber,
+) -> anyhow::Result<Layout> {
+    let broadcast = &args.broadcast;
+    let (catalog_sub, catalog_reader) = match subscribe(subscriber, namespace, CATALOG_TRACK).await
+    {
+        Ok(subscribed) => subscribed,
+        Err(err) if is_not_found(&err) => {
+            // No MSF catalog: a moq-pub broadcast has `.catalog` instead. If it has neither,
+            // the first refusal says what is wrong.
+            return match subscribe(subscriber, namespace, moq_pub::CATALOG_TRACK).await {
+                Ok((sub, reader)) => open_moq_pub(args, namespace, subscriber, sub, reader).await,
+                Err(_) => Err(refusal(err, broadcast, &args.url)),
+            };
+        }
+        Err(err) => return Err(refusal(err, broadcast, &args.url)),
+    };
+    let catalog_json = tokio::time::timeout(
+        CATALOG_TIMEOUT,
+        first_object_or_fetch(subscriber, &catalog_sub, catalog_reader),
+    )
+    .await
+    .map_err(|_| anyhow!("{broadcast} sent no catalog within {CATALOG_TIMEOUT:?}"))??;
+    let catalog =
+        Catalog::from_json(&catalog_json).context("the broadcast's catalog is not valid MSF")?;
+    let writer =
+        FragmentedMp4Writer::new(&catalog).context("cannot build an MP4 from the catalog")?;
+    tracing::info!(tracks = catalog.tracks.len(), "catalog received");
+    Ok(Layout {
+        writer,
+        // Media only: the catalog may also list event timelines (the origin's interaction).
+        tracks: catalog
+            .tracks
+            .iter()
+            .filter(|t| t.is_cmaf())
+            .map(|t| t.name.clone())
+            .collect(),
+        subscriptions: vec![catalog_sub],
+    })
+}
+
+/// A `moq-pub` broadcast: its `.catalog` (catalogformat-01) names the media tracks and the
+/// init track, whose one object is the `ftyp` + `moov` of every track.
+async fn open_moq_pub(
+    args: &SubscribeArgs,
+    namespace: &TrackNamespace,
+    subscriber: &Subscriber,
+    catalog_sub: Subscribe,
+    catalog_reader: TrackReader,
+) -> anyhow::Result<Layout> {
+    let broadcast = &args.broadcast;
+    let catalog_json = tokio::time::timeout(
+        CATALOG_TIMEOUT,
+        first_object_or_fetch(subscriber, &catalog_sub, catalog_reader),
+    )
+    .await
+    .map_err(|_| anyhow!("{broadcast} sent no catalog within {CATALOG_TIMEOUT:?}"))??;
+    let catalog = MoqPubCatalog::from_json(&catalog_json)
+        .context("the broadcast has no MSF catalog, and its .catalog is not moq-pub's")?;
+    let init_track = catalog.init_track()?.to_string();
+    let (init_sub, init_reader) = subscribe(subscriber, namespace, &init_track)
+        .await
+        .map_err(|err| refusal(err, broadcast, &args.url))?;
+    let init = tokio::time::timeout(
+        CATALOG_TIMEOUT,
+        first_object_or_fetch(subscriber, &init_sub, init_reader),
+    )
+    .await
+    .map_err(|_| anyhow!("{broadcast} sent no init segment within {CATALOG_TIMEOUT:?}"))??;
+    let inits = moq_pub::split_init(&init, &catalog.tracks)
+        .with_context(|| format!("bad init segment on track {init_track}"))?;
+    let writer = FragmentedMp4Writer::from_init_segments(inits)
+        .context("cannot build an MP4 from the init segment")?;
+    tracing::info!(
+        tracks = catalog.tracks.len(),
+        "moq-pub catalog (.catalog) and init segment ({init_track}) received"
+    );
+    Ok(Layout {
+        writer,
+        tracks: catalog.tracks.iter().map(|t| t.name.clone()).collect(),
+        subscriptions: vec![catalog_sub, init_sub],
+    })
+}
+
+/// Whether a refused SUBSCRIBE means the track does not exist.
+fn is_not_found(err: &ServeError) -> bool {
+    match err {
+        ServeError::Closed(code) => *code == RequestErrorCode::DoesNotExist as u64,
+        ServeError::NotFound | ServeError::NotFoundWithId(..) => true,
+        _ => false,
+    }
+}
+
 /// How the media tracks ended.
 enum Ending {
     /// The publisher finished, or `--duration` passed.
@@ -192,12 +293,7 @@ async fn subscribe(
 /// Turns a refused SUBSCRIBE into a message a person can act on.
 fn refusal(err: ServeError, broadcast: &str, url: &Url) -> anyhow::Error {
     match err {
-        ServeError::Closed(code) if code == RequestErrorCode::DoesNotExist as u64 => {
-            anyhow!("not found: nobody publishes {broadcast} at {url}")
-        }
-        ServeError::NotFound | ServeError::NotFoundWithId(..) => {
-            anyhow!("not found: nobody publishes {broadcast} at {url}")
-        }
+        err if is_not_found(&err) => anyhow!("not found: nobody publishes {broadcast} at {url}"),
         ServeError::Closed(code) if code == RequestErrorCode::Unauthorized as u64 => {
             anyhow!("not authorized to subscribe to {broadcast}")
         }
@@ -266,17 +362,119 @@ async fn first_object(reader: TrackReader) -> anyhow::Result<Bytes> {
     read_object(&mut object, stagecast_media::catalog::MAX_CATALOG_SIZE).await
 }
 
+/// How long the first object of a catalog or init track may take on the subscription
+/// before it is fetched instead.
+const JOIN_FETCH_AFTER: Duration = Duration::from_millis(1500);
+
+/// The first object of a track that publishes one object per group (a catalog, an init
+/// segment): from the subscription, or else from a Joining FETCH of the newest group.
+///
+/// A relay need not cache (draft-18 §9.1) and forwards each *new* object to its
+/// subscribers (§9.4); a group that is already complete is joined with a Joining FETCH
+/// (§5.1.3, §10.12.2). moq-relay-ietf sends a late subscriber nothing of a complete group,
+/// so a catalog published once never reaches it by the subscription alone.
+async fn first_object_or_fetch(
+    subscriber: &Subscriber,
+    subscription: &Subscribe,
+    reader: TrackReader,
+) -> anyhow::Result<Bytes> {
+    let live = first_object(reader);
+    tokio::pin!(live);
+    tokio::select! {
+        object = &mut live => return object,
+        _ = tokio::time::sleep(JOIN_FETCH_AFTER) => {}
+    }
+    // SUBSCRIBE_OK says whether there is a group to fetch (LARGEST_OBJECT, §10.2.11).
+    let published = subscription
+        .subscribe_ok()
+        .and_then(|ok| ok.params.largest_object().ok().flatten())
+        .is_some();
+    if !published {
+        return live.await;
+    }
+    let track = subscription.info.track_name.to_string();
+    tokio::select! {
+        object = &mut live => object,
+        fetched = fetch_first_object(subscriber, subscription.info.id) => match fetched {
+            Ok(object) => {
+                tracing::info!(track, "nothing on the subscription yet: object 0 taken by a Joining FETCH");
+                Ok(object)
+            }
+            Err(err) => {
+                tracing::info!(track, "Joining FETCH failed ({err:#}); waiting for the subscription");
+                live.await
+            }
+        },
+    }
+}
+
+/// Object 0 of the group the subscription `subscription_id` joined, by a Relative Joining
+/// FETCH with Joining Start 0 (§10.12.2).
+async fn fetch_first_object(
+    subscriber: &Subscriber,
+    subscription_id: u64,
+) -> anyhow::Result<Bytes> {
+    use moq_transport::coding::KeyValuePairs;
+    use moq_transport::data::FetchRecord;
+    use moq_transport::message::FetchType;
+
+    let mut fetch = subscriber
+        .clone()
+        .joining_fetch(
+            FetchType::RelativeJoining,
+            subscription_id,
+            0,
+            KeyValuePairs::default(),
+        )
+        .await?;
+    fetch.ok().await?;
+    while let Some(record) = fetch.next().await? {
+        let FetchRecord::Object(object) = record else {
+            continue;
+        };
+        let mut payload = Vec::new();
+        while let Some(chunk) = fetch.read_payload_chunk(64 * 1024).await? {
+            payload.extend_from_slice(&chunk);
+            if payload.len() > stagecast_media::catalog::MAX_CATALOG_SIZE {
+                bail!(
+                    "the fetched object is larger than {} bytes",
+                    stagecast_media::catalog::MAX_CATALOG_SIZE
+                );
+            }
+        }
+        if object.object_id == 0 {
+            return Ok(Bytes::from(payload));
+        }
+    }
+    bail!("the Joining FETCH ended without object 0")
+}
+
 /// Reads a media track group by group and sends each object's payload on. A group joined
 /// after its start (not from object 0) is skipped, so output always starts at a group
 /// start; groups older than one already read are skipped too.
+///
+/// Objects with a status (draft-18 §11.2.1.1) carry no media: End of Group ends the
+/// group, End of Track the track (moq-relay sends one where a track ends); a zero-length
+/// Normal object is passed over. A PUBLISH_DONE with `TRACK_ENDED` is a normal end too.
 async fn read_track(
     name: String,
     reader: TrackReader,
     tx: mpsc::Sender<(String, Bytes)>,
 ) -> anyhow::Result<()> {
+    use moq_transport::data::ObjectStatus;
+    use moq_transport::message::PublishDoneCode;
+
     let mut subgroups = subgroups(reader).await?;
     let mut newest: Option<u64> = None;
-    while let Some(mut group) = subgroups.next().await.map_err(track_end)? {
+    loop {
+        let mut group = match subgroups.next().await {
+            Ok(Some(group)) => group,
+            Ok(None) => return Ok(()),
+            Err(ServeError::Closed(code)) if code == PublishDoneCode::TrackEnded as u64 => {
+                return Ok(())
+            }
+            Err(err) => return Err(track_end(err)),
+        };
         if newest.is_some_and(|n| group.group_id <= n) {
             continue;
         }
@@ -288,6 +486,11 @@ async fn read_track(
             let Ok(Some(mut object)) = group.next().await else {
                 break;
             };
+            match object.status {
+                ObjectStatus::EndOfTrack => return Ok(()),
+                ObjectStatus::EndOfGroup => break,
+                ObjectStatus::NormalObject => {}
+            }
             if object.object_id != expected {
                 // A gap: the rest of this group cannot be decoded in order.
                 break;
@@ -296,10 +499,12 @@ async fn read_track(
             let Ok(payload) = read_object(&mut object, MAX_OBJECT_BYTES).await else {
                 break;
             };
+            if payload.is_empty() {
+                continue;
+            }
             if tx.send((name.clone(), payload)).await.is_err() {
                 return Ok(());
             }
         }
     }
-    Ok(())
 }

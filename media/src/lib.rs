@@ -21,10 +21,14 @@
 //! Mapping (CMSF): one MoQ object = one CMAF chunk (`moof` + `mdat`) of one track; one
 //! MoQ group = one GOP, starting at a keyframe; each track's CMAF header travels base64
 //! in the catalog's `initData`.
+//!
+//! [`moq_pub`] reads the other layout in use, `moq-pub`'s (a catalogformat-01 `.catalog`
+//! and one init track shared by every track), so that its broadcasts play too.
 
 pub mod catalog;
 pub mod egress;
 pub mod ingest;
+pub mod moq_pub;
 
 mod boxes;
 mod fragment;
