@@ -7,6 +7,7 @@
 
 pub mod media;
 pub mod node;
+pub mod peers;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
@@ -84,15 +84,21 @@ pub fn make_clip(dir: &Path, name: &str, seconds: u32, layout: Layout, bframes: 
 
 /// Per-stream packet hashes of a media file, keyed by media type (`video`, `audio`).
 pub fn frame_hashes(path: &Path) -> BTreeMap<String, Vec<String>> {
-    let output = check(
-        ffmpeg()
-            .arg("-i")
-            .arg(path)
-            .args(["-map", "0", "-c", "copy", "-f", "framemd5", "-"])
-            .output()
-            .expect("ffmpeg is installed"),
-        &format!("framemd5 of {}", path.display()),
-    );
+    try_frame_hashes(path)
+        .unwrap_or_else(|err| panic!("framemd5 of {} failed: {err}", path.display()))
+}
+
+/// [`frame_hashes`], or ffmpeg's complaint when the file is not media (yet).
+pub fn try_frame_hashes(path: &Path) -> Result<BTreeMap<String, Vec<String>>, String> {
+    let output = ffmpeg()
+        .arg("-i")
+        .arg(path)
+        .args(["-map", "0", "-c", "copy", "-f", "framemd5", "-"])
+        .output()
+        .expect("ffmpeg is installed");
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).to_string());
+    }
     let text = String::from_utf8_lossy(&output.stdout);
     let mut kinds: BTreeMap<String, String> = BTreeMap::new();
     let mut hashes: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -115,7 +121,7 @@ pub fn frame_hashes(path: &Path) -> BTreeMap<String, Vec<String>> {
             hashes.entry(kind).or_default().push(hash.to_string());
         }
     }
-    hashes
+    Ok(hashes)
 }
 
 /// Asserts that two files hold the same packets, byte for byte, per media type.
@@ -182,6 +188,64 @@ pub fn video_frame_count(path: &Path) -> usize {
     frame_hashes(path).get("video").map(Vec::len).unwrap_or(0)
 }
 
+/// Number of video packets in a file that may not be media (yet): 0 then.
+pub fn video_packets_so_far(path: &Path) -> usize {
+    packets_so_far(path).get("video").copied().unwrap_or(0)
+}
+
+/// Packets per media type in a file that may not be media (yet): none then.
+pub fn packets_so_far(path: &Path) -> BTreeMap<String, usize> {
+    try_frame_hashes(path)
+        .map(|hashes| hashes.into_iter().map(|(k, v)| (k, v.len())).collect())
+        .unwrap_or_default()
+}
+
+/// Whether `path` holds at least as many packets of every media type as `reference`.
+pub fn has_all_packets(path: &Path, reference: &Path) -> bool {
+    let got = packets_so_far(path);
+    packets_so_far(reference)
+        .iter()
+        .all(|(kind, want)| got.get(kind).is_some_and(|n| n >= want))
+}
+
+/// Whether `path` holds the last packet of every media type of `reference`: a subscriber
+/// that joined late has then received up to the end.
+pub fn has_tail(path: &Path, reference: &Path) -> bool {
+    let got = try_frame_hashes(path).unwrap_or_default();
+    frame_hashes(reference)
+        .iter()
+        .all(|(kind, want)| match (want.last(), got.get(kind)) {
+            (Some(last), Some(got)) => got.contains(last),
+            (None, _) => true,
+            (Some(_), None) => false,
+        })
+}
+
+/// Asserts that `output` holds, per media type, the packets of `input` from some packet to
+/// the end, byte for byte and none missing: what a subscriber that joined late receives.
+/// Returns how many video packets it holds.
+pub fn assert_suffix_of(input: &Path, output: &Path) -> usize {
+    let want = frame_hashes(input);
+    let got = frame_hashes(output);
+    for (kind, hashes) in &want {
+        let received = got.get(kind).cloned().unwrap_or_default();
+        assert!(
+            !received.is_empty(),
+            "{} holds no {kind} packets",
+            output.display()
+        );
+        assert!(
+            hashes.ends_with(&received),
+            "{kind} packets of {} are not the end of the input's ({} of {}): a packet is \
+             missing or differs",
+            output.display(),
+            received.len(),
+            hashes.len()
+        );
+    }
+    got.get("video").map(Vec::len).unwrap_or(0)
+}
+
 /// A live source: ffmpeg re-muxes `clip` at real-time speed (`-re`), and its output is
 /// written to `sink` (a publisher's stdin) and captured to a file for comparison. Only the
 /// init segment and the first fragment pass until [`LiveSource::open_gate`] is called, so
@@ -197,7 +261,7 @@ impl LiveSource {
     pub fn start(
         clip: &Path,
         layout: Layout,
-        mut sink: ChildStdin,
+        mut sink: impl Write + Send + 'static,
         captured: PathBuf,
     ) -> LiveSource {
         let mut ffmpeg = ffmpeg()

@@ -96,6 +96,22 @@ impl Node {
         node
     }
 
+    /// Starts a relay on loopback ports with its data under `dir/<name>` and `extra`
+    /// arguments (an `--upstream` that is not a Stagecast node, `--no-auth`, ...). Unlike
+    /// [`Node::relay`] it does not wait for an upstream link.
+    pub fn relay_with_args(dir: &Path, name: &str, extra: &[&str]) -> Node {
+        let mut args: Vec<String> = vec![
+            "--bind".into(),
+            "[::]:0".into(),
+            "--http-bind".into(),
+            "[::]:0".into(),
+            "--data-dir".into(),
+            dir.join(name).display().to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Node::start(dir, name, "stagecast-relay", &args)
+    }
+
     fn start(dir: &Path, name: &str, binary: &str, args: &[String]) -> Node {
         let log = dir.join(format!("{name}.log"));
         let mut child = Command::new(bin(binary))
