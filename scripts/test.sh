@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Runs Stagecast's whole test suite: unit tests, the end-to-end tests that start real
-# servers, relays and CLIs on loopback with media made by ffmpeg, the viewer's JavaScript
-# unit tests, and the viewer's tests in a real headless Chromium.
+# servers, relays and CLIs on loopback with media made by ffmpeg, the interop tests against
+# independent MoQ implementations, the viewer's JavaScript unit tests, and the viewer's
+# tests in a real headless Chromium.
 #
 # Installs what the tests need and is missing (Debian's ffmpeg, chromium, nodejs/npm; the
-# browser tests' npm packages), builds the binaries the end-to-end tests start, then runs
-# every test. A missing browser is installed or the run fails: nothing is skipped.
+# browser tests' npm packages; the interop peers, built from crates.io into .interop/),
+# builds the binaries the end-to-end tests start, then runs every test. A missing browser
+# or peer is installed or the run fails: nothing is skipped.
 # Usage: ./scripts/test.sh [cargo test args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +27,10 @@ fi
 if [ ! -d tests/browser/node_modules ]; then
   (cd tests/browser && npm ci --no-audit --no-fund)
 fi
+
+# The interop tests' peers (tests/tests/interop.rs): built once, several minutes on a
+# clean machine, then kept in .interop/.
+./scripts/interop-peers.sh
 
 cargo build --workspace --bins
 # The end-to-end tests each start several processes and ffmpeg; two at a time keeps them
