@@ -2,8 +2,10 @@
 //! MP4 (init segment, then fragments) to stdout or a file.
 //!
 //! The catalog comes first (MSF): it names the media tracks and carries their init
-//! segments. Each media track is then read group by group, starting at the newest group
-//! the relay holds (for video a keyframe), and its fragments are written as they arrive.
+//! segments. At a relay that does not cache, a late subscriber may get nothing of the
+//! catalog's group on its subscription; it then takes object 0 by a Joining FETCH. Each
+//! media track is then read group by group, starting at the newest group the relay holds
+//! (for video a keyframe), and its fragments are written as they arrive.
 //!
 //! A broadcast without an MSF `catalog` track may come from `moq-pub` (the moq-rs
 //! publisher): its catalog is on `.catalog` and its init segment on a track of its own
@@ -188,7 +190,7 @@ async fn open_broadcast(
     };
     let catalog_json = tokio::time::timeout(
         CATALOG_TIMEOUT,
-        first_object_or_fetch(subscriber, &catalog_sub, catalog_reader),
+        first_object_joined(subscriber, &catalog_sub, catalog_reader),
     )
     .await
     .map_err(|_| anyhow!("{broadcast} sent no catalog within {CATALOG_TIMEOUT:?}"))??;
@@ -222,7 +224,7 @@ async fn open_moq_pub(
     let broadcast = &args.broadcast;
     let catalog_json = tokio::time::timeout(
         CATALOG_TIMEOUT,
-        first_object_or_fetch(subscriber, &catalog_sub, catalog_reader),
+        first_object_joined(subscriber, &catalog_sub, catalog_reader),
     )
     .await
     .map_err(|_| anyhow!("{broadcast} sent no catalog within {CATALOG_TIMEOUT:?}"))??;
@@ -234,7 +236,7 @@ async fn open_moq_pub(
         .map_err(|err| refusal(err, broadcast, &args.url))?;
     let init = tokio::time::timeout(
         CATALOG_TIMEOUT,
-        first_object_or_fetch(subscriber, &init_sub, init_reader),
+        first_object_joined(subscriber, &init_sub, init_reader),
     )
     .await
     .map_err(|_| anyhow!("{broadcast} sent no init segment within {CATALOG_TIMEOUT:?}"))??;
@@ -349,31 +351,42 @@ async fn subgroups(reader: TrackReader) -> anyhow::Result<moq_transport::serve::
     }
 }
 
+/// Object 0 of the first group that the subscription delivers from its start. A relay
+/// that does not cache forwards a group from wherever its subscriber joined it; such a
+/// group (and any later object of a catalog, a delta update) is passed over.
 async fn first_object(reader: TrackReader) -> anyhow::Result<Bytes> {
     let mut subgroups = subgroups(reader).await?;
-    let mut group = subgroups
-        .next()
-        .await?
-        .ok_or_else(|| anyhow!("the catalog track ended empty"))?;
-    let mut object = group
-        .next()
-        .await?
-        .ok_or_else(|| anyhow!("the catalog group was empty"))?;
-    read_object(&mut object, stagecast_media::catalog::MAX_CATALOG_SIZE).await
+    loop {
+        let mut group = subgroups
+            .next()
+            .await?
+            .ok_or_else(|| anyhow!("the track ended before an object 0"))?;
+        let Some(mut object) = group.next().await? else {
+            continue;
+        };
+        if object.object_id == 0 {
+            return read_object(&mut object, stagecast_media::catalog::MAX_CATALOG_SIZE).await;
+        }
+    }
 }
 
-/// How long the first object of a catalog or init track may take on the subscription
-/// before it is fetched instead.
+/// How long object 0 of a catalog or init track may take on the subscription before it
+/// is fetched instead.
 const JOIN_FETCH_AFTER: Duration = Duration::from_millis(1500);
 
-/// The first object of a track that publishes one object per group (a catalog, an init
-/// segment): from the subscription, or else from a Joining FETCH of the newest group.
+/// Object 0 of the newest group of a track that starts each group with a whole document
+/// (a catalog, an init segment): from the subscription, or, when that brings nothing
+/// within [`JOIN_FETCH_AFTER`], from a Joining FETCH of that group (draft-18 §10.12.2),
+/// whichever comes first.
 ///
-/// A relay need not cache (draft-18 §9.1) and forwards each *new* object to its
-/// subscribers (§9.4); a group that is already complete is joined with a Joining FETCH
-/// (§5.1.3, §10.12.2). moq-relay-ietf sends a late subscriber nothing of a complete group,
-/// so a catalog published once never reaches it by the subscription alone.
-async fn first_object_or_fetch(
+/// A relay need not cache (draft-18 §9.1) and forwards *new* objects (§9.4): moq-relay-ietf
+/// sends a late subscriber nothing of a group already complete, so a catalog published
+/// once reaches it only by the FETCH, which the relay passes to the publisher. A caching
+/// relay (Stagecast's) sends the group from object 0 at once, and no FETCH is made. MSF
+/// (draft-ietf-moq-msf §5) asks catalog subscribers to send the Joining FETCH with the
+/// SUBSCRIBE; see docs/interop.md. When SUBSCRIBE_OK names no largest location
+/// (LARGEST_OBJECT, §10.2.11) nothing is published yet, and the object can only come live.
+async fn first_object_joined(
     subscriber: &Subscriber,
     subscription: &Subscribe,
     reader: TrackReader,
@@ -384,7 +397,6 @@ async fn first_object_or_fetch(
         object = &mut live => return object,
         _ = tokio::time::sleep(JOIN_FETCH_AFTER) => {}
     }
-    // SUBSCRIBE_OK says whether there is a group to fetch (LARGEST_OBJECT, §10.2.11).
     let published = subscription
         .subscribe_ok()
         .and_then(|ok| ok.params.largest_object().ok().flatten())
@@ -393,11 +405,19 @@ async fn first_object_or_fetch(
         return live.await;
     }
     let track = subscription.info.track_name.to_string();
+    let fetch = fetch_first_object(subscriber, subscription.info.id);
+    tokio::pin!(fetch);
     tokio::select! {
-        object = &mut live => object,
-        fetched = fetch_first_object(subscriber, subscription.info.id) => match fetched {
+        object = &mut live => match object {
+            Ok(object) => Ok(object),
+            Err(err) => {
+                tracing::debug!(track, "subscription ended ({err:#}); waiting for the FETCH");
+                fetch.await
+            }
+        },
+        fetched = &mut fetch => match fetched {
             Ok(object) => {
-                tracing::info!(track, "nothing on the subscription yet: object 0 taken by a Joining FETCH");
+                tracing::info!(track, "nothing on the subscription: object 0 taken by a Joining FETCH");
                 Ok(object)
             }
             Err(err) => {
