@@ -1,19 +1,27 @@
-//! `stagecast-bench`: benchmarks of Stagecast's relay.
+//! `stagecast-bench`: benchmarks of Stagecast's relay and origin.
 //!
-//! `fanout` starts the real `stagecast-relay` binary, publishes one synthetic live track
-//! to it from this process, connects N subscribers over loopback and reports, for each N,
-//! the relay's CPU per delivered gigabyte, objects missing or late, end-to-end latency and
-//! the relay's memory per subscriber (see `fanout.rs` for the procedure, README
-//! "Benchmarks" for figures).
+//! - `fanout` starts the real `stagecast-relay` binary, publishes one synthetic live track
+//!   to it from this process, connects N subscribers over loopback and reports, for each
+//!   N, the relay's CPU per delivered gigabyte, objects missing or late, end-to-end latency
+//!   and the relay's memory per subscriber (`fanout.rs`);
+//! - `interaction` starts a real origin and a relay under it and measures chat latency to
+//!   many subscribers and the origin's request throughput (`interaction/`);
+//! - `compare` drives `stagecast-relay`, `moq-relay-ietf` and `moq-relay` with the same
+//!   workload: fan-out stepped up until a relay falls behind, chains, joins (`compare/`).
+//!
+//! Figures and commands: `docs/benchmarks.md`.
 
 mod analysis;
+mod compare;
 mod cpu_pinning;
 mod fanout;
+mod interaction;
 mod payload;
 mod procfs;
 mod prometheus;
 mod publisher;
 mod relay_process;
+mod relays;
 mod report;
 mod subscriber;
 
@@ -22,7 +30,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(about = "Benchmarks of the Stagecast relay")]
+#[command(about = "Benchmarks of the Stagecast relay and origin")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -32,13 +40,15 @@ struct Cli {
 enum Command {
     /// One relay, one 30 fps ~3 Mbit/s track, N subscribers over loopback.
     Fanout(FanoutArgs),
+    /// Chat latency to many subscribers through a relay, and the origin's request rate.
+    Interaction(interaction::InteractionArgs),
+    /// stagecast-relay, moq-relay-ietf and moq-relay side by side: fan-out, chains, joins.
+    Compare(compare::CompareArgs),
 }
 
+/// The synthetic live track and how a fan-out run is measured.
 #[derive(clap::Args, Debug, Clone)]
-pub struct FanoutArgs {
-    /// Subscriber counts to measure, one fresh relay each (comma-separated).
-    #[arg(long, value_delimiter = ',', default_value = "10,100,500")]
-    pub subscribers: Vec<usize>,
+pub struct Workload {
     /// Length of the measured window, in seconds.
     #[arg(long, default_value_t = 20)]
     pub seconds: u64,
@@ -57,6 +67,15 @@ pub struct FanoutArgs {
     /// Subscribers connecting at the same time while the set is built.
     #[arg(long, default_value_t = 32)]
     pub connect_concurrency: usize,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct FanoutArgs {
+    /// Subscriber counts to measure, one fresh relay each (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "10,100,500")]
+    pub subscribers: Vec<usize>,
+    #[command(flatten)]
+    pub workload: Workload,
     /// The relay binary (default: target/release/stagecast-relay of this workspace).
     #[arg(long)]
     pub relay_bin: Option<PathBuf>,
@@ -76,15 +95,23 @@ fn main() -> anyhow::Result<()> {
     }
     stagecast_proto::logging::init();
     let cli = Cli::parse();
-    let Command::Fanout(args) = cli.command;
+    let no_pin = match &cli.command {
+        Command::Fanout(args) => args.no_pin,
+        Command::Interaction(args) => args.no_pin,
+        Command::Compare(args) => args.no_pin,
+    };
     // Before the runtime's threads exist: they inherit this thread's CPU affinity.
-    let pinning = if args.no_pin {
+    let pinning = if no_pin {
         cpu_pinning::Pinning::Off
     } else {
         cpu_pinning::pin_self(cpu_pinning::LOAD_CPU)
     };
-    tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?
-        .block_on(fanout::run(args, pinning))
+        .build()?;
+    match cli.command {
+        Command::Fanout(args) => runtime.block_on(fanout::run(args, pinning)),
+        Command::Interaction(args) => runtime.block_on(interaction::run(args, pinning)),
+        Command::Compare(args) => runtime.block_on(compare::run(args, pinning)),
+    }
 }

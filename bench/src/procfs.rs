@@ -117,6 +117,38 @@ pub fn udp_drops_by_port(port: u16) -> (u64, u64) {
     (on_port, others)
 }
 
+/// Whether some socket is bound to UDP `port` (from `/proc/net/udp` and `udp6`).
+pub fn udp_port_bound(port: u16) -> bool {
+    ["/proc/net/udp", "/proc/net/udp6"].iter().any(|file| {
+        std::fs::read_to_string(file).is_ok_and(|text| {
+            text.lines().skip(1).any(|line| {
+                line.split_whitespace()
+                    .nth(1)
+                    .and_then(|addr| addr.rsplit_once(':'))
+                    .and_then(|(_, hex)| u16::from_str_radix(hex, 16).ok())
+                    == Some(port)
+            })
+        })
+    })
+}
+
+/// A UDP port free on 127.0.0.1 now, for a relay that cannot report the port it bound.
+pub fn free_udp_port() -> anyhow::Result<u16> {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").context("cannot bind a UDP socket")?;
+    Ok(socket.local_addr()?.port())
+}
+
+/// The machine's memory (`MemTotal` of `/proc/meminfo`), in KiB.
+pub fn memory_kib() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+            line.split_whitespace().nth(1)?.parse().ok()
+        })
+        .unwrap_or(0)
+}
+
 /// The one-minute load average: other work on the machine shows here.
 pub fn load_average() -> f64 {
     std::fs::read_to_string("/proc/loadavg")

@@ -44,7 +44,8 @@ pub struct SyntheticPublisher {
 }
 
 impl SyntheticPublisher {
-    /// Connects to `url`, announces `namespace` and starts publishing track `track`.
+    /// Connects to `url` (presenting `token`, if any), announces `namespace` and starts
+    /// publishing track `track`.
     pub async fn start(
         url: Url,
         trust: ClientTrust,
@@ -52,6 +53,7 @@ impl SyntheticPublisher {
         track: &str,
         fps: u32,
         object_bytes: usize,
+        token: Option<String>,
     ) -> anyhow::Result<Self> {
         let relay = Relay::new(RelayConfig::default());
         let broadcast = LocalBroadcast::new(namespace.clone());
@@ -64,7 +66,7 @@ impl SyntheticPublisher {
             UpstreamConfig {
                 urls: vec![url],
                 trust,
-                token: None,
+                token,
             },
             state_tx,
         ));

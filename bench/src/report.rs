@@ -7,13 +7,16 @@ use anyhow::Context;
 use serde::Serialize;
 
 use crate::analysis::{Delivery, Percentiles};
+use crate::cpu_pinning::Pinning;
+use crate::procfs;
+use crate::Workload;
 
 /// The machine and settings the figures were measured with.
 #[derive(Clone, Debug, Serialize)]
 pub struct Setup {
     pub command: String,
-    pub cpus: usize,
-    pub cpu_model: String,
+    #[serde(flatten)]
+    pub machine: Machine,
     pub pinning: String,
     pub clock_ticks_per_second: u64,
     pub window_seconds: u64,
@@ -41,15 +44,17 @@ pub struct RunResult {
     /// Relay CPU time over the window's wall time (100 = one core busy).
     pub relay_cpu_percent: f64,
     pub relay_cpu_seconds_per_gb: f64,
+    /// Payload delivered per second of relay CPU time: Gbit/s per busy core.
+    pub delivered_gbit_per_cpu_second: f64,
     pub relay_rss_before_mib: f64,
     pub relay_rss_end_mib: f64,
     /// The relay's RSS sampled once a second through the window.
     pub relay_rss_series_mib: Vec<f64>,
     pub relay_kib_per_subscriber: f64,
-    /// From the relay's /metrics, over the window.
-    pub relay_objects_out: f64,
-    pub relay_bytes_out: f64,
-    pub relay_groups_dropped: f64,
+    /// From the relay's /metrics, over the window (Stagecast relays only).
+    pub relay_objects_out: Option<f64>,
+    pub relay_bytes_out: Option<f64>,
+    pub relay_groups_dropped: Option<f64>,
     /// Load generator (this process) CPU over the window's wall time.
     pub loadgen_cpu_percent: f64,
     /// UDP datagrams dropped for full socket buffers during the window (whole system).
@@ -67,11 +72,76 @@ pub struct RunResult {
     pub relay_log_samples: Vec<(String, u64)>,
 }
 
+impl Setup {
+    pub fn new(workload: &Workload, pinning: &Pinning) -> Self {
+        Self {
+            command: command_line(),
+            machine: Machine::now(),
+            pinning: pinning.describe(),
+            clock_ticks_per_second: procfs::clock_ticks_per_second(),
+            window_seconds: workload.seconds,
+            warmup_seconds: workload.warmup,
+            fps: workload.fps,
+            object_bytes: workload.object_bytes,
+            late_ms: workload.late_ms,
+        }
+    }
+}
+
+/// The machine a run was measured on, and what else it was doing.
+#[derive(Clone, Debug, Serialize)]
+pub struct Machine {
+    pub cpus: usize,
+    pub cpu_model: String,
+    pub memory_gib: f64,
+    /// One-minute load average when the run started (2 = both cores busy).
+    pub load_average_at_start: f64,
+    /// The checkout's commit, with `-dirty` when it had uncommitted changes.
+    pub revision: String,
+    /// Seconds since the Unix epoch when the run started.
+    pub started_unix: u64,
+}
+
+impl Machine {
+    pub fn now() -> Self {
+        let (cpus, cpu_model) = procfs::cpus();
+        Self {
+            cpus,
+            cpu_model,
+            memory_gib: procfs::memory_kib() as f64 / (1024.0 * 1024.0),
+            load_average_at_start: procfs::load_average(),
+            revision: revision(),
+            started_unix: crate::payload::now_ns() / 1_000_000_000,
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "{} CPU(s), {}, {:.0} GiB; load average {:.2} at start; revision {}",
+            self.cpus, self.cpu_model, self.memory_gib, self.load_average_at_start, self.revision
+        )
+    }
+}
+
+/// This process's command line, as run.
+pub fn command_line() -> String {
+    std::env::args().collect::<Vec<_>>().join(" ")
+}
+
+/// `git describe --always --dirty` of the workspace, or "unknown".
+fn revision() -> String {
+    std::process::Command::new("git")
+        .args(["describe", "--always", "--dirty"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .and_then(|out| String::from_utf8(out.stdout).ok())
+        .map_or_else(|| "unknown".to_string(), |s| s.trim().to_string())
+}
+
 pub fn print_setup(setup: &Setup) {
-    println!(
-        "machine: {} CPU(s), {}; {}",
-        setup.cpus, setup.cpu_model, setup.pinning
-    );
+    println!("machine: {}; {}", setup.machine.describe(), setup.pinning);
     println!(
         "track: {} objects/s of {} bytes ({:.2} Mbit/s), one group per second; window {} s after {} s warm-up",
         setup.fps,
@@ -106,7 +176,7 @@ pub fn print_row(r: &RunResult) {
         r.relay_rss_before_mib,
         r.relay_rss_end_mib,
         r.relay_kib_per_subscriber,
-        r.relay_groups_dropped,
+        r.relay_groups_dropped.map_or_else(|| "-".to_string(), |v| v.to_string()),
         r.loadgen_cpu_percent,
         r.publisher_lag_ms.p99,
     );
@@ -133,11 +203,15 @@ pub fn print_notes(r: &RunResult) {
             d.groups_with_gaps
         );
     }
+    if let (Some(objects), Some(bytes)) = (r.relay_objects_out, r.relay_bytes_out) {
+        println!(
+            "  N={n}: relay /metrics over the window: {objects:.0} objects, {:.3} GB out",
+            bytes / 1e9
+        );
+    }
     println!(
-        "  N={n}: connected in {:.1} s; relay /metrics over the window: {:.0} objects, {:.3} GB out; UDP buffer drops: {} receive ({} at the relay's socket, {} at the load generator's), {} send; load average {:.2}",
+        "  N={n}: connected in {:.1} s; UDP buffer drops: {} receive ({} at the relay's socket, {} at the load generator's), {} send; load average {:.2}",
         r.connect_seconds,
-        r.relay_objects_out,
-        r.relay_bytes_out / 1e9,
         r.udp_receive_buffer_errors,
         r.udp_drops_relay_socket,
         r.udp_drops_other_sockets,
