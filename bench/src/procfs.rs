@@ -149,6 +149,17 @@ pub fn memory_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// How many threads process `pid` has now (`Threads` of `/proc/<pid>/status`).
+pub fn threads(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Threads:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// The one-minute load average: other work on the machine shows here.
 pub fn load_average() -> f64 {
     std::fs::read_to_string("/proc/loadavg")

@@ -150,7 +150,7 @@ async fn measure(
         }
         let r = throughput::run(deployment, load, users, seconds, tag).await?;
         println!(
-            "  {:?}: {} users on {} connections: {} accepted in {:.2} s = {:.0}/s (per second: {:?}); rejected {:?}, failed {}; answer p50/p99 {:.1}/{:.1} ms; origin CPU {:.0}%, load generator CPU {:.0}%, load average {:.2}",
+            "  {:?}: {} users on {} connections: {} accepted in {:.2} s = {:.0}/s (per second: {:?}); rejected {:?}, failed {}; answer p50/p99 {:.1}/{:.1} ms; origin CPU {:.0}%, up to {} origin threads, load generator CPU {:.0}%, load average {:.2} -> {:.2}",
             r.load,
             r.users,
             r.connections,
@@ -163,7 +163,9 @@ async fn measure(
             r.answer_ms.p50,
             r.answer_ms.p99,
             r.origin_cpu_percent,
+            r.origin_threads_max,
             r.loadgen_cpu_percent,
+            r.load_average_at_start,
             r.load_average
         );
         for (at, seen, dropped) in [

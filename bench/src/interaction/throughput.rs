@@ -66,6 +66,10 @@ pub struct ThroughputResult {
     pub origin_cpu_percent: f64,
     pub loadgen_cpu_percent: f64,
     pub load_average: f64,
+    /// The most threads the origin had during the phase (sampled every 100 ms): its
+    /// request handling blocks a runtime thread per request in flight.
+    pub origin_threads_max: u64,
+    pub load_average_at_start: f64,
     /// Groups the origin and the relay dropped for subscribers that fell behind
     /// (`stagecast_groups_dropped_total` over the phase).
     pub origin_groups_dropped: Option<f64>,
@@ -176,6 +180,8 @@ pub async fn run(
         }));
     }
     let dropped_start = groups_dropped(deployment).await;
+    let load_average_at_start = procfs::load_average();
+    let threads = ThreadSampler::start(deployment.origin.pid());
     let origin_start = procfs::sample(deployment.origin.pid())?;
     let own_start = procfs::sample(std::process::id())?;
     let from_ns = now_ns();
@@ -186,6 +192,7 @@ pub async fn run(
         outcomes.extend(task.await?);
     }
     let busy = started.elapsed().as_secs_f64();
+    let origin_threads_max = threads.stop().await;
     let origin_end = procfs::sample(deployment.origin.pid())?;
     let own_end = procfs::sample(std::process::id())?;
     let load_average = procfs::load_average();
@@ -258,9 +265,39 @@ pub async fn run(
         origin_cpu_percent: cpu(origin_end, origin_start),
         loadgen_cpu_percent: cpu(own_end, own_start),
         load_average,
+        origin_threads_max,
+        load_average_at_start,
         origin_groups_dropped: dropped_end.0.zip(dropped_start.0).map(|(e, s)| e - s),
         relay_groups_dropped: dropped_end.1.zip(dropped_start.1).map(|(e, s)| e - s),
     })
+}
+
+/// Samples a process's thread count until stopped; keeps the highest.
+struct ThreadSampler {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<u64>,
+}
+
+impl ThreadSampler {
+    fn start(pid: u32) -> Self {
+        let (stop, mut stopped) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            let mut most = 0;
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => most = most.max(procfs::threads(pid).unwrap_or(0)),
+                    _ = stopped.changed() => return most,
+                }
+            }
+        });
+        Self { stop, task }
+    }
+
+    async fn stop(self) -> u64 {
+        let _ = self.stop.send(true);
+        self.task.await.unwrap_or(0)
+    }
 }
 
 /// `stagecast_groups_dropped_total` at the origin and at the relay.
