@@ -8,46 +8,81 @@ use stagecast_tests::media::{self, Layout};
 use stagecast_tests::node::{signal, Node};
 use stagecast_tests::{output_dir, wait_exit, wait_until};
 
+/// An origin publishing a live clip (gated: nothing flows until `source.open_gate()`) and
+/// an edge relay under it, where the test's subscribers connect.
+struct LiveAtEdge {
+    dir: std::path::PathBuf,
+    _origin: Node,
+    edge: Node,
+    broadcast: &'static str,
+    publisher: std::process::Child,
+    source: media::LiveSource,
+}
+
+impl LiveAtEdge {
+    fn start(test: &str, broadcast: &'static str) -> Self {
+        let dir = output_dir(test);
+        let clip = media::make_clip(&dir, "clip.mp4", 12, Layout::FragEveryFrame, false);
+        let origin = Node::bare_origin(&dir, "origin");
+        let edge = Node::relay(&dir, "edge", &origin);
+        let (publisher, source) = media::publish_live(
+            &dir,
+            &origin,
+            &origin,
+            &origin.moqt_url(),
+            broadcast,
+            &clip,
+            Layout::FragEveryFrame,
+        );
+        Self {
+            dir,
+            _origin: origin,
+            edge,
+            broadcast,
+            publisher,
+            source,
+        }
+    }
+
+    /// A `stagecast subscribe` at the edge.
+    fn subscriber(&self, name: &str) -> (std::process::Child, std::path::PathBuf) {
+        media::subscriber(
+            &self.dir,
+            name,
+            &self.edge.moqt_url(),
+            self.broadcast,
+            &self.edge.fingerprint,
+            &[],
+        )
+    }
+
+    /// Ends the source and checks that every one of `normal` received every sample, and
+    /// that the edge's memory grew by less than 64 MiB since `rss_before`.
+    fn finish(mut self, normal: Vec<(std::process::Child, std::path::PathBuf)>, rss_before: u64) {
+        let captured = self.source.captured.clone();
+        self.source.finish();
+        assert!(wait_exit(&mut self.publisher, "publisher", Duration::from_secs(60)).success());
+        let rss_peak = self.edge.rss_bytes();
+        for (mut child, output) in normal {
+            let status = wait_exit(&mut child, "subscriber", Duration::from_secs(30));
+            assert!(status.success(), "{} failed: {status}", output.display());
+            media::assert_same_samples(&captured, &output);
+        }
+        let growth = rss_peak.saturating_sub(rss_before);
+        assert!(growth < 64 << 20, "the edge grew by {} MiB", growth >> 20);
+    }
+}
+
 #[test]
 fn a_frozen_subscriber_does_not_hold_back_ten_others() {
-    let dir = output_dir("frozen_subscriber");
-    let clip = media::make_clip(&dir, "clip.mp4", 12, Layout::FragEveryFrame, false);
-    let origin = Node::bare_origin(&dir, "origin");
-    let edge = Node::relay(&dir, "edge", &origin);
-    let broadcast = "live/congested";
-    let (mut publisher, mut source) = media::publish_live(
-        &dir,
-        &origin,
-        &origin,
-        &origin.moqt_url(),
-        broadcast,
-        &clip,
-        Layout::FragEveryFrame,
-    );
-
-    let (mut frozen, frozen_output) = media::subscriber(
-        &dir,
-        "frozen",
-        &edge.moqt_url(),
-        broadcast,
-        &edge.fingerprint,
-        &[],
-    );
+    let mut live = LiveAtEdge::start("frozen_subscriber", "live/congested");
+    let (mut frozen, frozen_output) = live.subscriber("frozen");
     let normal: Vec<_> = (0..10)
-        .map(|i| {
-            media::subscriber(
-                &dir,
-                &format!("normal{i}"),
-                &edge.moqt_url(),
-                broadcast,
-                &edge.fingerprint,
-                &[],
-            )
-        })
+        .map(|i| live.subscriber(&format!("normal{i}")))
         .collect();
-    edge.wait_metric("stagecast_subscriptions", 33.0);
-    let rss_before = edge.rss_bytes();
-    source.open_gate();
+    live.edge.wait_metric("stagecast_subscriptions", 33.0);
+    let rss_before = live.edge.rss_bytes();
+    live.source.open_gate();
     wait_until(
         "media at the frozen subscriber",
         Duration::from_secs(20),
@@ -57,27 +92,17 @@ fn a_frozen_subscriber_does_not_hold_back_ten_others() {
     let frozen_at = Instant::now();
 
     // The edge gives up on the frozen session at the idle timeout, while the others play on.
-    edge.wait_metric_below("stagecast_sessions", 11.0 + 0.5);
+    live.edge
+        .wait_metric_below("stagecast_sessions", 11.0 + 0.5);
     let closed_after = frozen_at.elapsed();
     assert!(
         closed_after < Duration::from_secs(15),
         "the frozen session lingered {closed_after:?}"
     );
-
-    let captured = source.captured.clone();
-    source.finish();
-    assert!(wait_exit(&mut publisher, "publisher", Duration::from_secs(60)).success());
-    let rss_peak = edge.rss_bytes();
-    for (mut child, output) in normal {
-        let status = wait_exit(&mut child, "subscriber", Duration::from_secs(30));
-        assert!(status.success(), "{} failed: {status}", output.display());
-        media::assert_same_samples(&captured, &output);
-    }
+    live.finish(normal, rss_before);
     signal(frozen.id(), "CONT");
     let _ = frozen.kill();
     let _ = frozen.wait();
-    let growth = rss_peak.saturating_sub(rss_before);
-    assert!(growth < 64 << 20, "the edge grew by {} MiB", growth >> 20);
 }
 
 /// A subscriber whose QUIC stack stays alive (it acknowledges and keeps the connection
@@ -203,46 +228,26 @@ mod stalled {
 
 #[test]
 fn a_subscriber_that_reads_nothing_loses_old_groups_and_holds_no_memory() {
-    let dir = output_dir("stalled_subscriber");
-    let clip = media::make_clip(&dir, "clip.mp4", 12, Layout::FragEveryFrame, false);
-    let origin = Node::bare_origin(&dir, "origin");
-    let edge = Node::relay(&dir, "edge", &origin);
-    let broadcast = "live/stalled";
-    let (mut publisher, mut source) = media::publish_live(
-        &dir,
-        &origin,
-        &origin,
-        &origin.moqt_url(),
-        broadcast,
-        &clip,
-        Layout::FragEveryFrame,
-    );
+    let mut live = LiveAtEdge::start("stalled_subscriber", "live/stalled");
     let normal: Vec<_> = (0..10)
-        .map(|i| {
-            media::subscriber(
-                &dir,
-                &format!("normal{i}"),
-                &edge.moqt_url(),
-                broadcast,
-                &edge.fingerprint,
-                &[],
-            )
-        })
+        .map(|i| live.subscriber(&format!("normal{i}")))
         .collect();
+    let edge = &live.edge;
     let runtime = tokio::runtime::Runtime::new().unwrap();
     // Ten CLI subscribers hold three subscriptions each (catalog, video, audio).
     edge.wait_metric("stagecast_subscriptions", 30.0);
     let stalled = runtime.block_on(stalled::subscribe(
         edge.quic_port,
         &edge.fingerprint,
-        broadcast,
+        live.broadcast,
         "video",
     ));
     edge.wait_metric("stagecast_subscriptions", 31.0);
     let rss_before = edge.rss_bytes();
-    source.open_gate();
+    live.source.open_gate();
 
     // The stalled subscriber stays connected, and the edge drops what it cannot take.
+    let edge = &live.edge;
     wait_until(
         "groups dropped for the stalled subscriber",
         Duration::from_secs(30),
@@ -256,16 +261,6 @@ fn a_subscriber_that_reads_nothing_loses_old_groups_and_holds_no_memory() {
         Some(11.0),
         "the stalled session is alive: its loss is the relay's decision, not a timeout"
     );
-    let captured = source.captured.clone();
-    source.finish();
-    assert!(wait_exit(&mut publisher, "publisher", Duration::from_secs(60)).success());
-    let rss_peak = edge.rss_bytes();
-    for (mut child, output) in normal {
-        let status = wait_exit(&mut child, "subscriber", Duration::from_secs(30));
-        assert!(status.success(), "{} failed: {status}", output.display());
-        media::assert_same_samples(&captured, &output);
-    }
+    live.finish(normal, rss_before);
     drop(stalled);
-    let growth = rss_peak.saturating_sub(rss_before);
-    assert!(growth < 64 << 20, "the edge grew by {} MiB", growth >> 20);
 }
