@@ -12,7 +12,7 @@
 mod chart;
 mod join;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
 use serde::Serialize;
@@ -42,6 +42,9 @@ pub struct CompareArgs {
     /// Joins measured per relay.
     #[arg(long, default_value_t = 20)]
     pub joins: usize,
+    /// Runs of each fan-out step and chain length per relay; the least disturbed counts.
+    #[arg(long, default_value_t = 1)]
+    pub repeat: usize,
     /// Which measurements to run (comma-separated).
     #[arg(long, value_delimiter = ',', default_values_t = vec![Part::Fanout, Part::Chain, Part::Join], value_enum)]
     pub parts: Vec<Part>,
@@ -76,6 +79,9 @@ pub struct FanoutStep {
     pub result: serde_json::Value,
     /// Under 1% of the expected objects late or missing, every subscriber subscribed.
     pub keeps_up: bool,
+    /// Every run of this step (`result` is the best of them).
+    #[serde(default)]
+    pub repeats: Vec<serde_json::Value>,
 }
 
 /// One chain length of one relay.
@@ -136,36 +142,45 @@ pub async fn run(args: CompareArgs, pinning: Pinning) -> anyhow::Result<()> {
     let machine = Machine::now();
     println!("machine: {}; {}", machine.describe(), pinning.describe());
     let setup = crate::report::Setup::new(&args.workload, &pinning);
-    let mut all = Vec::new();
-    for &kind in &args.relays {
-        println!("== {}", kind.name());
-        let mut results = RelayResults {
+    let mut all: Vec<RelayResults> = args
+        .relays
+        .iter()
+        .map(|kind| RelayResults {
             relay: kind.name().to_string(),
             ..Default::default()
-        };
-        let dir = args.out_dir.join("compare").join(kind.name());
-        std::fs::create_dir_all(&dir)?;
-        if args.parts.contains(&Part::Fanout) {
-            fanout_steps(&args, kind, &dir, &pinning, &mut results).await;
-        }
-        if args.parts.contains(&Part::Chain) {
-            chain_steps(&args, kind, &dir, &pinning, &mut results).await;
-        }
-        if args.parts.contains(&Part::Join) {
+        })
+        .collect();
+    for kind in &args.relays {
+        std::fs::create_dir_all(relay_dir(&args, *kind))?;
+    }
+    if args.parts.contains(&Part::Fanout) {
+        fanout_steps(&args, &pinning, &mut all).await;
+    }
+    if args.parts.contains(&Part::Chain) {
+        chain_steps(&args, &pinning, &mut all).await;
+    }
+    if args.parts.contains(&Part::Join) {
+        println!("join, {} per relay:", args.joins);
+        for (kind, results) in args.relays.iter().zip(all.iter_mut()) {
             let outcome = async {
-                let relay = kind.start(&args.peers_dir, &dir, "join", None, &pinning)?;
+                let relay = kind.start(
+                    &args.peers_dir,
+                    &relay_dir(&args, *kind),
+                    "join",
+                    None,
+                    &pinning,
+                )?;
                 join::measure(&args.workload, relay, args.joins).await
             }
             .await;
             match outcome {
                 Ok(join) => {
-                    print_join(&join);
+                    print_join(kind.name(), &join);
                     results.join = Some(serde_json::to_value(&join)?);
                 }
-                Err(err) => note_error(&mut results, "join", &err),
+                Err(err) => note_error(results, "join", &err),
             }
         }
-        all.push(results);
     }
     let results = CompareResults {
         command: command_line(),
@@ -184,51 +199,94 @@ pub async fn run(args: CompareArgs, pinning: Pinning) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where a relay's files and logs go.
+fn relay_dir(args: &CompareArgs, kind: RelayKind) -> PathBuf {
+    args.out_dir.join("compare").join(kind.name())
+}
+
 fn note_error(results: &mut RelayResults, part: &str, err: &anyhow::Error) {
-    println!("  {part}: could not measure: {err:#}");
+    println!("  {} {part}: could not measure: {err:#}", results.relay);
     results.errors.push(format!("{part}: {err:#}"));
 }
 
-async fn fanout_steps(
-    args: &CompareArgs,
-    kind: RelayKind,
-    dir: &Path,
-    pinning: &Pinning,
-    results: &mut RelayResults,
-) {
-    crate::report::print_header();
+/// Fan-out, step by step; within a step the relays take turns (and each repeats), so
+/// the relays compared at one N were measured minutes apart at most, under the same
+/// background load. A relay's steps stop after the first it falls behind at.
+async fn fanout_steps(args: &CompareArgs, pinning: &Pinning, all: &mut [RelayResults]) {
+    let mut done = vec![false; args.relays.len()];
     for &n in &args.steps {
-        let outcome = async {
-            let relay = kind.start(&args.peers_dir, dir, &format!("fanout-n{n}"), None, pinning)?;
-            fanout::measure(&args.workload, vec![relay], n).await
-        }
-        .await;
-        let run = match outcome {
-            Ok(run) => run,
-            Err(err) => {
-                note_error(results, &format!("fan-out N={n}"), &err);
-                break;
+        println!("fan-out, N={n}:");
+        crate::report::print_header();
+        for (i, kind) in args.relays.iter().enumerate() {
+            if done[i] {
+                continue;
             }
-        };
-        crate::report::print_row(&run);
-        let keeps_up = keeps_up(&run);
-        if results.latency_p50_ms.is_none() {
-            results.latency_p50_ms = Some(run.delivery.latency_ms.p50);
-            results.latency_p99_ms = Some(run.delivery.latency_ms.p99);
+            let mut runs = Vec::new();
+            for repeat in 0..args.repeat.max(1) {
+                let outcome = async {
+                    let name = format!("fanout-n{n}-{repeat}");
+                    let relay = kind.start(
+                        &args.peers_dir,
+                        &relay_dir(args, *kind),
+                        &name,
+                        None,
+                        pinning,
+                    )?;
+                    fanout::measure(&args.workload, vec![relay], n).await
+                }
+                .await;
+                match outcome {
+                    Ok(run) => {
+                        print!("{:<16}", kind.name());
+                        crate::report::print_row(&run);
+                        runs.push(run);
+                    }
+                    Err(err) => note_error(&mut all[i], &format!("fan-out N={n}"), &err),
+                }
+            }
+            let Some(best) = best_run(&runs) else {
+                done[i] = true;
+                continue;
+            };
+            let results = &mut all[i];
+            let keeps_up = keeps_up(best);
+            if results.latency_p50_ms.is_none() {
+                results.latency_p50_ms = Some(best.delivery.latency_ms.p50);
+                results.latency_p99_ms = Some(best.delivery.latency_ms.p99);
+            }
+            if keeps_up {
+                results.highest_n_keeping_up = Some(n);
+                results.gbit_per_core = Some(best.delivered_gbit_per_cpu_second);
+                results.kib_per_subscriber = Some(best.relay_kib_per_subscriber);
+            } else {
+                crate::report::print_notes(best);
+                done[i] = true;
+            }
+            results.fanout.push(FanoutStep {
+                result: serde_json::to_value(best).unwrap_or_default(),
+                keeps_up,
+                repeats: runs
+                    .iter()
+                    .map(|r| serde_json::to_value(r).unwrap_or_default())
+                    .collect(),
+            });
         }
-        if keeps_up {
-            results.highest_n_keeping_up = Some(n);
-            results.gbit_per_core = Some(run.delivered_gbit_per_cpu_second);
-            results.kib_per_subscriber = Some(run.relay_kib_per_subscriber);
-        }
-        results.fanout.push(FanoutStep {
-            result: serde_json::to_value(&run).unwrap_or_default(),
-            keeps_up,
-        });
-        if !keeps_up {
-            crate::report::print_notes(&run);
-            break;
-        }
+    }
+}
+
+/// Of repeated runs, the one least disturbed by the rest of the machine: the one that
+/// kept up with the least relay CPU per gigabyte, else the one with the fewest late or
+/// missing objects.
+fn best_run(runs: &[RunResult]) -> Option<&RunResult> {
+    let kept: Vec<&RunResult> = runs.iter().filter(|r| keeps_up(r)).collect();
+    if kept.is_empty() {
+        runs.iter()
+            .min_by_key(|r| r.delivery.objects_late + r.delivery.objects_missing)
+    } else {
+        kept.into_iter().max_by(|a, b| {
+            a.delivered_gbit_per_cpu_second
+                .total_cmp(&b.delivered_gbit_per_cpu_second)
+        })
     }
 }
 
@@ -241,61 +299,81 @@ fn keeps_up(run: &RunResult) -> bool {
         && (d.objects_late + d.objects_missing) as f64 / expected < 0.01
 }
 
-async fn chain_steps(
-    args: &CompareArgs,
-    kind: RelayKind,
-    dir: &Path,
-    pinning: &Pinning,
-    results: &mut RelayResults,
-) {
+/// Chains of 1.. relays of one kind; per length the relays take turns (and repeat; the
+/// run with the fewest missing objects, then the lowest median latency, counts).
+async fn chain_steps(args: &CompareArgs, pinning: &Pinning, all: &mut [RelayResults]) {
+    let mut done = vec![false; args.relays.len()];
     for hops in 1..=args.chain_hops.max(1) {
-        let outcome = async {
-            let mut chain = Vec::with_capacity(hops);
-            for i in 0..hops {
-                let relay = kind.start(
-                    &args.peers_dir,
-                    dir,
-                    &format!("chain{hops}-relay{i}"),
-                    chain.last(),
-                    pinning,
-                )?;
-                chain.push(relay);
+        println!(
+            "chain of {hops}, {} subscribers at the last relay:",
+            args.chain_subscribers
+        );
+        for (i, kind) in args.relays.iter().enumerate() {
+            if done[i] {
+                continue;
             }
-            fanout::measure(&args.workload, chain, args.chain_subscribers).await
-        }
-        .await;
-        match outcome {
-            Ok(run) => {
-                let d = &run.delivery;
-                println!(
-                    "  chain of {hops}: latency p50 {:.2} ms, p99 {:.2} ms, {} missing, {} late (load average {:.2})",
-                    d.latency_ms.p50, d.latency_ms.p99, d.objects_missing, d.objects_late, run.load_average
-                );
-                results.chain.push(ChainStep {
-                    relays: hops,
-                    latency_p50_ms: d.latency_ms.p50,
-                    latency_p99_ms: d.latency_ms.p99,
-                    missing: d.objects_missing,
-                    load_average: run.load_average,
-                });
+            let mut best: Option<ChainStep> = None;
+            for repeat in 0..args.repeat.max(1) {
+                let outcome = async {
+                    let mut chain = Vec::with_capacity(hops);
+                    for r in 0..hops {
+                        let relay = kind.start(
+                            &args.peers_dir,
+                            &relay_dir(args, *kind),
+                            &format!("chain{hops}-{repeat}-relay{r}"),
+                            chain.last(),
+                            pinning,
+                        )?;
+                        chain.push(relay);
+                    }
+                    fanout::measure(&args.workload, chain, args.chain_subscribers).await
+                }
+                .await;
+                match outcome {
+                    Ok(run) => {
+                        let d = &run.delivery;
+                        println!(
+                            "  {:<16} latency p50 {:.2} ms, p99 {:.2} ms, {} missing, {} late (load average {:.2})",
+                            kind.name(), d.latency_ms.p50, d.latency_ms.p99, d.objects_missing, d.objects_late, run.load_average
+                        );
+                        let step = ChainStep {
+                            relays: hops,
+                            latency_p50_ms: d.latency_ms.p50,
+                            latency_p99_ms: d.latency_ms.p99,
+                            missing: d.objects_missing,
+                            load_average: run.load_average,
+                        };
+                        // A run that lost objects does not stand for the chain's latency.
+                        let better = best.as_ref().is_none_or(|b| {
+                            (step.missing, step.latency_p50_ms) < (b.missing, b.latency_p50_ms)
+                        });
+                        if better {
+                            best = Some(step);
+                        }
+                    }
+                    Err(err) => note_error(&mut all[i], &format!("chain of {hops}"), &err),
+                }
             }
-            Err(err) => {
-                note_error(results, &format!("chain of {hops}"), &err);
-                break;
+            match best {
+                Some(step) => all[i].chain.push(step),
+                None => done[i] = true,
             }
         }
     }
-    if let (Some(one), Some(longest)) = (results.chain.first(), results.chain.last()) {
-        if longest.relays > 1 {
-            results.added_ms_per_hop_p50 =
-                Some((longest.latency_p50_ms - one.latency_p50_ms) / (longest.relays - 1) as f64);
+    for results in all.iter_mut() {
+        if let (Some(one), Some(longest)) = (results.chain.first(), results.chain.last()) {
+            if longest.relays > 1 {
+                results.added_ms_per_hop_p50 = Some(
+                    (longest.latency_p50_ms - one.latency_p50_ms) / (longest.relays - 1) as f64,
+                );
+            }
         }
     }
 }
 
-fn print_join(join: &JoinResult) {
+fn print_join(relay: &str, join: &JoinResult) {
     println!(
-        "  join: {} joins, {} failed: SUBSCRIBE to a group's first object p50 {:.1} ms, p90 {:.1} ms, max {:.1} ms; {} joined mid-group (load average {:.2})",
+        "  {relay:<16} {} joins, {} failed: SUBSCRIBE to a group's first object p50 {:.1} ms, p90 {:.1} ms, max {:.1} ms; {} joined mid-group (load average {:.2})",
         join.joins,
         join.failed,
         join.join_ms.p50,
