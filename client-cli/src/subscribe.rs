@@ -370,20 +370,15 @@ async fn first_object(reader: TrackReader) -> anyhow::Result<Bytes> {
     }
 }
 
-/// How long object 0 of a catalog or init track may take on the subscription before it
-/// is fetched instead.
-const JOIN_FETCH_AFTER: Duration = Duration::from_millis(1500);
-
 /// Object 0 of the newest group of a track that starts each group with a whole document
-/// (a catalog, an init segment): from the subscription, or, when that brings nothing
-/// within [`JOIN_FETCH_AFTER`], from a Joining FETCH of that group (draft-18 §10.12.2),
-/// whichever comes first.
+/// (a catalog, an init segment): from the subscription, or from a Joining FETCH of that
+/// group (draft-18 §10.12.2) sent with it, whichever comes first.
 ///
 /// A relay need not cache (draft-18 §9.1) and forwards *new* objects (§9.4): moq-relay-ietf
 /// sends a late subscriber nothing of a group already complete, so a catalog published
 /// once reaches it only by the FETCH, which the relay passes to the publisher. A caching
-/// relay (Stagecast's) sends the group from object 0 at once, and no FETCH is made. MSF
-/// (draft-ietf-moq-msf §5) asks catalog subscribers to send the Joining FETCH with the
+/// relay (Stagecast's) sends the group from object 0 at once, and answers the FETCH from
+/// its cache. MSF ("Catalog") asks catalog subscribers to send the Joining FETCH with the
 /// SUBSCRIBE; see docs/interop.md. When SUBSCRIBE_OK names no largest location
 /// (LARGEST_OBJECT, §10.2.11) nothing is published yet, and the object can only come live.
 async fn first_object_joined(
@@ -393,10 +388,6 @@ async fn first_object_joined(
 ) -> anyhow::Result<Bytes> {
     let live = first_object(reader);
     tokio::pin!(live);
-    tokio::select! {
-        object = &mut live => return object,
-        _ = tokio::time::sleep(JOIN_FETCH_AFTER) => {}
-    }
     let published = subscription
         .subscribe_ok()
         .and_then(|ok| ok.params.largest_object().ok().flatten())
