@@ -27,6 +27,8 @@ struct Series {
     name: String,
     colour: RGBColor,
     points: Vec<(f64, f64)>,
+    /// Per point: whether it is drawn hollow (a fan-out step the relay fell behind at).
+    hollow: Vec<bool>,
 }
 
 fn register_font() -> anyhow::Result<()> {
@@ -48,18 +50,29 @@ fn number(value: &serde_json::Value, pointer: &str) -> Option<f64> {
 pub fn draw(results: &CompareResults, path: &Path) -> anyhow::Result<()> {
     register_font()?;
     let colour = |i: usize| COLOURS[i % COLOURS.len()];
-    let series = |f: &dyn Fn(&super::RelayResults) -> Vec<(f64, f64)>| -> Vec<Series> {
-        results
-            .relays
-            .iter()
-            .enumerate()
-            .map(|(i, r)| Series {
-                name: r.relay.clone(),
-                colour: colour(i),
-                points: f(r),
-            })
-            .collect()
-    };
+    // `steps`: the points are the relay's fan-out steps, hollow where it fell behind.
+    let series =
+        |f: &dyn Fn(&super::RelayResults) -> Vec<(f64, f64)>, steps: bool| -> Vec<Series> {
+            results
+                .relays
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    let points = f(r);
+                    let hollow = if steps && points.len() == r.fanout.len() {
+                        r.fanout.iter().map(|step| !step.keeps_up).collect()
+                    } else {
+                        vec![false; points.len()]
+                    };
+                    Series {
+                        name: r.relay.clone(),
+                        colour: colour(i),
+                        points,
+                        hollow,
+                    }
+                })
+                .collect()
+        };
     let fanout = |pointer: &'static str| {
         move |r: &super::RelayResults| -> Vec<(f64, f64)> {
             r.fanout
@@ -73,20 +86,26 @@ pub fn draw(results: &CompareResults, path: &Path) -> anyhow::Result<()> {
                 .collect()
         }
     };
-    let efficiency = series(&fanout("/delivered_gbit_per_cpu_second"));
-    let latency = series(&fanout("/delivery/latency_ms/p99"));
-    let chain = series(&|r| {
-        r.chain
-            .iter()
-            .map(|c| (c.relays as f64, c.latency_p50_ms))
-            .collect()
-    });
-    let join = series(&|r| {
-        r.join
-            .iter()
-            .filter_map(|j| Some((number(j, "/join_ms/p50")?, number(j, "/join_ms/p90")?)))
-            .collect()
-    });
+    let efficiency = series(&fanout("/delivered_gbit_per_cpu_second"), true);
+    let latency = series(&fanout("/delivery/latency_ms/p99"), true);
+    let chain = series(
+        &|r| {
+            r.chain
+                .iter()
+                .map(|c| (c.relays as f64, c.latency_p50_ms))
+                .collect()
+        },
+        false,
+    );
+    let join = series(
+        &|r| {
+            r.join
+                .iter()
+                .filter_map(|j| Some((number(j, "/join_ms/p50")?, number(j, "/join_ms/p90")?)))
+                .collect()
+        },
+        false,
+    );
 
     let root = BitMapBackend::new(path, (1400, 1000)).into_drawing_area();
     root.fill(&WHITE)?;
@@ -106,7 +125,7 @@ pub fn draw(results: &CompareResults, path: &Path) -> anyhow::Result<()> {
     let panels = root.split_evenly((2, 2));
     line_panel(
         &panels[0],
-        "Fan-out: payload Gbit/s per relay CPU core (higher is better)",
+        "Fan-out: payload Gbit/s per relay CPU core (higher is better; hollow: fell behind)",
         "subscribers",
         "Gbit/s per core",
         &efficiency,
@@ -114,7 +133,7 @@ pub fn draw(results: &CompareResults, path: &Path) -> anyhow::Result<()> {
     )?;
     line_panel(
         &panels[1],
-        "Fan-out: end-to-end latency p99, ms (log scale)",
+        "Fan-out: end-to-end latency p99, ms (log scale; hollow: fell behind)",
         "subscribers",
         "ms",
         &latency,
@@ -204,11 +223,14 @@ where
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(3))
             });
-        chart.draw_series(
-            s.points
-                .iter()
-                .map(|&(x, y)| Circle::new((x, y), 4, colour.filled())),
-        )?;
+        chart.draw_series(s.points.iter().zip(&s.hollow).map(|(&(x, y), &hollow)| {
+            let style = if hollow {
+                colour.stroke_width(2)
+            } else {
+                colour.filled()
+            };
+            Circle::new((x, y), if hollow { 6 } else { 4 }, style)
+        }))?;
     }
     chart
         .configure_series_labels()

@@ -124,6 +124,9 @@ pub struct CompareResults {
     pub pinning: String,
     pub workload: serde_json::Value,
     pub relays: Vec<RelayResults>,
+    /// Every relay at the largest N all of them kept up with.
+    #[serde(default)]
+    pub common: Option<CommonStep>,
 }
 
 pub async fn run(args: CompareArgs, pinning: Pinning) -> anyhow::Result<()> {
@@ -132,7 +135,9 @@ pub async fn run(args: CompareArgs, pinning: Pinning) -> anyhow::Result<()> {
     if let Some(json) = &args.chart_only {
         let text = std::fs::read_to_string(json)
             .with_context(|| format!("cannot read {}", json.display()))?;
-        let results: CompareResults = serde_json::from_str(&text)?;
+        let mut results: CompareResults = serde_json::from_str(&text)?;
+        results.common = common_step(&results.relays);
+        print_summary(&results);
         let png = args.out_dir.join("compare.png");
         chart::draw(&results, &png)?;
         println!("chart: {}", png.display());
@@ -187,6 +192,7 @@ pub async fn run(args: CompareArgs, pinning: Pinning) -> anyhow::Result<()> {
         machine: serde_json::to_value(&machine)?,
         pinning: pinning.describe(),
         workload: serde_json::to_value(&setup)?,
+        common: common_step(&all),
         relays: all,
     };
     let json = args.out_dir.join("compare.json");
@@ -216,6 +222,7 @@ async fn fanout_steps(args: &CompareArgs, pinning: &Pinning, all: &mut [RelayRes
     let mut done = vec![false; args.relays.len()];
     for &n in &args.steps {
         println!("fan-out, N={n}:");
+        print!("{:<16}", "relay");
         crate::report::print_header();
         for (i, kind) in args.relays.iter().enumerate() {
             if done[i] {
@@ -384,10 +391,11 @@ fn print_join(relay: &str, join: &JoinResult) {
     );
 }
 
-/// The summary table, with each relay's figures as a ratio to the first relay's.
+/// The summary tables: each relay's own figures, then all relays at the largest N every
+/// one of them kept up with, as ratios to the first relay.
 fn print_summary(results: &CompareResults) {
     println!();
-    println!("relay              highest N   Gbit/s per core   e2e p50/p99 ms   KiB/sub   added ms/hop   join p50 ms");
+    println!("relay              highest N   Gbit/s per core   first-step e2e p50/p99 ms   KiB/sub   added ms/hop   join p50 ms");
     for r in &results.relays {
         let join_p50 = r
             .join
@@ -395,7 +403,7 @@ fn print_summary(results: &CompareResults) {
             .and_then(|j| j.pointer("/join_ms/p50"))
             .and_then(|v| v.as_f64());
         println!(
-            "{:<18} {:>9}   {:>15}   {:>14}   {:>7}   {:>12}   {:>11}",
+            "{:<18} {:>9}   {:>15}   {:>25}   {:>7}   {:>12}   {:>11}",
             r.relay,
             r.highest_n_keeping_up.map_or("-".into(), |n| n.to_string()),
             r.gbit_per_core.map_or("-".into(), |v| format!("{v:.3}")),
@@ -410,4 +418,83 @@ fn print_summary(results: &CompareResults) {
             join_p50.map_or("-".into(), |v| format!("{v:.1}")),
         );
     }
+    let Some(common) = &results.common else {
+        return;
+    };
+    println!();
+    println!(
+        "at N={}, the largest N every relay kept up with (ratios: the first relay's figure over this one's, >1 = the first relay is better):",
+        common.subscribers
+    );
+    println!("relay              Gbit/s per core   ratio   e2e p50 ms   ratio   e2e p99 ms   ratio   KiB/sub   ratio");
+    let Some(first) = common.relays.first() else {
+        return;
+    };
+    for r in &common.relays {
+        println!(
+            "{:<18} {:>15.3}   {:>5.2}   {:>10.1}   {:>5.2}   {:>10.1}   {:>5.2}   {:>7.0}   {:>5.2}",
+            r.relay,
+            r.gbit_per_core,
+            first.gbit_per_core / r.gbit_per_core.max(1e-9),
+            r.latency_p50_ms,
+            r.latency_p50_ms / first.latency_p50_ms.max(1e-9),
+            r.latency_p99_ms,
+            r.latency_p99_ms / first.latency_p99_ms.max(1e-9),
+            r.kib_per_subscriber,
+            r.kib_per_subscriber / first.kib_per_subscriber.max(1e-9),
+        );
+    }
+}
+
+/// Every relay at one N.
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub struct CommonStep {
+    pub subscribers: usize,
+    pub relays: Vec<CommonFigures>,
+}
+
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
+pub struct CommonFigures {
+    pub relay: String,
+    pub gbit_per_core: f64,
+    pub latency_p50_ms: f64,
+    pub latency_p99_ms: f64,
+    pub kib_per_subscriber: f64,
+}
+
+/// The largest step every relay kept up at, with each relay's figures there.
+fn common_step(relays: &[RelayResults]) -> Option<CommonStep> {
+    let number = |v: &serde_json::Value, pointer: &str| v.pointer(pointer).and_then(|x| x.as_f64());
+    let kept = |r: &RelayResults| -> Vec<usize> {
+        r.fanout
+            .iter()
+            .filter(|s| s.keeps_up)
+            .filter_map(|s| number(&s.result, "/subscribers").map(|n| n as usize))
+            .collect()
+    };
+    let first = kept(relays.first()?);
+    let n = first
+        .into_iter()
+        .filter(|n| relays.iter().all(|r| kept(r).contains(n)))
+        .max()?;
+    let figures = relays
+        .iter()
+        .map(|r| {
+            let step = r
+                .fanout
+                .iter()
+                .find(|s| number(&s.result, "/subscribers") == Some(n as f64))?;
+            Some(CommonFigures {
+                relay: r.relay.clone(),
+                gbit_per_core: number(&step.result, "/delivered_gbit_per_cpu_second")?,
+                latency_p50_ms: number(&step.result, "/delivery/latency_ms/p50")?,
+                latency_p99_ms: number(&step.result, "/delivery/latency_ms/p99")?,
+                kib_per_subscriber: number(&step.result, "/relay_kib_per_subscriber")?,
+            })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(CommonStep {
+        subscribers: n,
+        relays: figures,
+    })
 }

@@ -40,7 +40,7 @@ pub struct InteractionArgs {
     #[arg(long, default_value_t = 4000)]
     pub chat_users: usize,
     /// Viewers sending reactions as fast as allowed (0: skip).
-    #[arg(long, default_value_t = 1500)]
+    #[arg(long, default_value_t = 3000)]
     pub reaction_users: usize,
     /// How long the reaction senders send, in seconds.
     #[arg(long, default_value_t = 10)]
@@ -150,13 +150,14 @@ async fn measure(
         }
         let r = throughput::run(deployment, load, users, seconds, tag).await?;
         println!(
-            "  {:?}: {} users on {} connections: {} accepted in {:.2} s = {:.0}/s (per second: {:?}); rejected {:?}, failed {}; answer p50/p99 {:.1}/{:.1} ms; origin CPU {:.0}%, up to {} origin threads, load generator CPU {:.0}%, load average {:.2} -> {:.2}",
+            "  {:?}: {} users on {} connections: {} accepted in {:.2} s = {:.0}/s, peak {}/s (per second: {:?}); rejected {:?}, failed {}; answer p50/p99 {:.1}/{:.1} ms; origin CPU {:.0}%, up to {} origin threads, load generator CPU {:.0}%, load average {:.2} -> {:.2}",
             r.load,
             r.users,
             r.connections,
             r.accepted,
             r.busy_seconds,
             r.accepted_per_second,
+            r.peak_accepted_per_second,
             r.accepted_per_second_series,
             r.rejected,
             r.failed,

@@ -59,6 +59,8 @@ pub struct ThroughputResult {
     pub accepted_per_second: f64,
     /// The same per whole second of the busy time, first to last.
     pub accepted_per_second_series: Vec<u64>,
+    /// The most accepted in one whole second (the last, partial second left out).
+    pub peak_accepted_per_second: u64,
     pub answer_ms: Percentiles,
     /// What the watcher at the origin and the one through the relay received.
     pub seen_at_origin: Seen,
@@ -258,6 +260,12 @@ pub async fn run(
         failed,
         busy_seconds,
         accepted_per_second: accepted as f64 / busy_seconds.max(1e-9),
+        peak_accepted_per_second: per_second
+            .iter()
+            .take(per_second.len().saturating_sub(1).max(1))
+            .copied()
+            .max()
+            .unwrap_or(0),
         accepted_per_second_series: per_second,
         answer_ms: Percentiles::of(&mut answers, 1e-6),
         seen_at_origin,
