@@ -6,6 +6,7 @@
 
 pub mod broadcast;
 pub mod connect;
+pub mod continuity;
 pub mod interact;
 pub mod interact_cmd;
 pub mod pacing;

@@ -24,12 +24,14 @@ use moq_transport::session::{Subscribe, Subscriber};
 use stagecast_media::catalog::{Catalog, CATALOG_TRACK};
 use stagecast_media::egress::FragmentedMp4Writer;
 use stagecast_media::moq_pub::{self, MoqPubCatalog};
+use stagecast_proto::goaway::GoAway;
 use stagecast_proto::path::namespace_from_path;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use url::Url;
 
 use crate::connect::{connect_session, ConnectArgs};
+use crate::continuity::Continuity;
 
 /// Fragments waiting to be written; the readers wait when the output is slower.
 const OUTPUT_QUEUE: usize = 64;
@@ -56,7 +58,9 @@ pub async fn run(args: SubscribeArgs) -> anyhow::Result<()> {
     let namespace = namespace_from_path(&args.broadcast)?;
     let trust = args.connect.trust(&args.url).await?;
     let connection = connect_session(&args.url, &trust, args.connect.token.as_deref()).await?;
+    let goaway = connection.goaway.clone();
     let session_task = tokio::spawn(connection.session.run());
+    let mut moved = Vec::new();
 
     let output: Box<dyn AsyncWrite + Unpin + Send> = match &args.output {
         Some(path) => Box::new(
@@ -66,14 +70,21 @@ pub async fn run(args: SubscribeArgs) -> anyhow::Result<()> {
         ),
         None => Box::new(tokio::io::stdout()),
     };
-    let result = receive(&args, namespace, connection.subscriber, output)
-        .await
-        .map_err(|err| match connection.transport.close_reason() {
-            // The server closed the whole session (a refused or expired token): that is the
-            // cause worth showing.
-            Some(reason) => anyhow!("the server closed the session: {reason}").context(err),
-            None => err,
-        });
+    let result = receive(
+        &args,
+        namespace,
+        connection.subscriber,
+        goaway,
+        &mut moved,
+        output,
+    )
+    .await
+    .map_err(|err| match connection.transport.close_reason() {
+        // The server closed the whole session (a refused or expired token): that is the
+        // cause worth showing.
+        Some(reason) => anyhow!("the server closed the session: {reason}").context(err),
+        None => err,
+    });
     if let Ok(Ending::Abnormal) = result {
         // Tracks that broke off together usually mean the server closed the session (an
         // expired token, a restart): wait a moment for its reason, which says more.
@@ -89,15 +100,36 @@ pub async fn run(args: SubscribeArgs) -> anyhow::Result<()> {
     let result = result.map(|_| ());
     // Close with a reason so the server ends its side at once rather than on idle timeout.
     connection.transport.close(0, b"done");
+    for session in &moved {
+        session.transport.close(0, b"done");
+    }
     let _ = tokio::time::timeout(Duration::from_secs(2), connection.client.wait_idle()).await;
     session_task.abort();
     result
+}
+
+/// One object of a media track, as a reader passes it to the output.
+struct Received {
+    track: String,
+    group: u64,
+    object: u64,
+    payload: Bytes,
+}
+
+/// A session this command moved to after a GOAWAY, kept until the command ends.
+struct MovedSession {
+    transport: stagecast_proto::web_transport_quinn::Session,
+    _client: stagecast_proto::endpoint::ClientEndpoint,
+    _subscriptions: Vec<Subscribe>,
+    _task: tokio::task::AbortHandle,
 }
 
 async fn receive(
     args: &SubscribeArgs,
     namespace: TrackNamespace,
     subscriber: Subscriber,
+    mut goaway: watch::Receiver<Option<GoAway>>,
+    moved: &mut Vec<MovedSession>,
     mut output: Box<dyn AsyncWrite + Unpin + Send>,
 ) -> anyhow::Result<Ending> {
     let broadcast = &args.broadcast;
@@ -107,48 +139,95 @@ async fn receive(
         mut subscriptions,
     } = open_broadcast(args, &namespace, &subscriber).await?;
 
-    let (tx, mut rx) = mpsc::channel::<(String, Bytes)>(OUTPUT_QUEUE);
+    let (tx, mut rx) = mpsc::channel::<Received>(OUTPUT_QUEUE);
+    // Readers are numbered by session: when the command moves, the old session's readers
+    // ending (GOING_AWAY) is no reason to report an abnormal end.
+    let mut session_number = 0u32;
     let mut readers = tokio::task::JoinSet::new();
-    for name in tracks {
-        let (sub, reader) = subscribe(&subscriber, &namespace, &name)
+    for name in &tracks {
+        let (sub, reader) = subscribe(&subscriber, &namespace, name)
             .await
             .map_err(|err| refusal(err, broadcast, &args.url))?;
         subscriptions.push(sub);
-        readers.spawn(read_track(name, reader, tx.clone()));
+        readers.spawn(numbered(
+            session_number,
+            read_track(name.clone(), reader, tx.clone()),
+        ));
     }
-    drop(tx);
+    // Kept for the readers of a session moved to; dropped once no reader is left, so the
+    // queue ends.
+    let mut spare_tx = Some(tx);
+    let mut current_url = args.url.clone();
 
     write_all(&mut output, &writer.init_segment()).await?;
     let deadline = args
         .duration
         .map(|secs| tokio::time::Instant::now() + Duration::from_secs_f64(secs));
+    let mut continuity = Continuity::default();
     let mut fragments = 0u64;
+    let mut ending = Ending::Normal;
     loop {
-        let received = match deadline {
-            Some(deadline) => match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(received) => received,
-                Err(_) => break,
-            },
-            None => rx.recv().await,
+        let until_deadline = async {
+            match deadline {
+                Some(deadline) => tokio::time::sleep_until(deadline).await,
+                None => std::future::pending().await,
+            }
         };
-        let Some((track, payload)) = received else {
-            break;
-        };
-        let bytes = writer
-            .fragment(&track, payload)
-            .with_context(|| format!("bad fragment on track {track}"))?;
-        write_all(&mut output, &bytes).await?;
-        fragments += 1;
+        tokio::select! {
+            received = rx.recv() => {
+                let Some(received) = received else { break };
+                if !continuity.accept(&received.track, received.group, received.object) {
+                    continue;
+                }
+                let bytes = writer
+                    .fragment(&received.track, received.payload)
+                    .with_context(|| format!("bad fragment on track {}", received.track))?;
+                write_all(&mut output, &bytes).await?;
+                fragments += 1;
+            }
+            Some(done) = readers.join_next(), if !readers.is_empty() => {
+                if let Ok((number, Err(err))) = done {
+                    if number == session_number {
+                        tracing::warn!("broadcast ended abnormally: {err:#}");
+                        ending = Ending::Abnormal;
+                    }
+                }
+                if readers.is_empty() {
+                    spare_tx = None;
+                }
+            }
+            Ok(()) = goaway.changed(), if spare_tx.is_some() => {
+                let Some(notice) = goaway.borrow_and_update().clone() else { continue };
+                let Some(tx) = spare_tx.clone() else { continue };
+                match move_session(args, &notice, &current_url, &namespace, &tracks).await {
+                    Ok((session, url, next_goaway, track_readers)) => {
+                        session_number += 1;
+                        for (name, reader) in track_readers {
+                            readers.spawn(numbered(session_number, read_track(name, reader, tx.clone())));
+                        }
+                        tracing::info!("the server is going away: moved to {url}");
+                        moved.push(session);
+                        current_url = url;
+                        goaway = next_goaway;
+                    }
+                    Err(err) => {
+                        tracing::warn!("the server is going away, and moving failed: {err:#}");
+                        spare_tx = None;
+                    }
+                }
+            }
+            () = until_deadline => break,
+        }
     }
     output.flush().await.ok();
-    // With --duration the readers are still going; otherwise they have all ended, and
-    // how they ended (publisher finished, or gone) is worth a message.
+    // With --duration the readers may still be going.
     readers.abort_all();
-    let mut ending = Ending::Normal;
     while let Some(done) = readers.join_next().await {
-        if let Ok(Err(err)) = done {
-            tracing::warn!("broadcast ended abnormally: {err:#}");
-            ending = Ending::Abnormal;
+        if let Ok((number, Err(err))) = done {
+            if number == session_number {
+                tracing::warn!("broadcast ended abnormally: {err:#}");
+                ending = Ending::Abnormal;
+            }
         }
     }
 
@@ -158,6 +237,50 @@ async fn receive(
     }
     tracing::info!(fragments, "done");
     Ok(ending)
+}
+
+/// Tags a reader's result with the number of the session it reads from.
+async fn numbered<T>(number: u32, reader: impl std::future::Future<Output = T>) -> (u32, T) {
+    (number, reader.await)
+}
+
+/// Opens a session where a GOAWAY says (its URI, or else the current one) and subscribes
+/// to `tracks` there. The catalog is not read again: the broadcast is the same.
+async fn move_session(
+    args: &SubscribeArgs,
+    notice: &GoAway,
+    current_url: &Url,
+    namespace: &TrackNamespace,
+    tracks: &[String],
+) -> anyhow::Result<(
+    MovedSession,
+    Url,
+    watch::Receiver<Option<GoAway>>,
+    Vec<(String, TrackReader)>,
+)> {
+    let url = match notice.new_session_uri.as_str() {
+        "" => current_url.clone(),
+        uri => Url::parse(uri).with_context(|| format!("GOAWAY named a bad URI {uri:?}"))?,
+    };
+    let trust = args.connect.trust(&url).await?;
+    let connection = connect_session(&url, &trust, args.connect.token.as_deref()).await?;
+    let task = tokio::spawn(connection.session.run()).abort_handle();
+    let mut subscriptions = Vec::new();
+    let mut readers = Vec::new();
+    for name in tracks {
+        let (sub, reader) = subscribe(&connection.subscriber, namespace, name)
+            .await
+            .map_err(|err| refusal(err, &args.broadcast, &url))?;
+        subscriptions.push(sub);
+        readers.push((name.clone(), reader));
+    }
+    let session = MovedSession {
+        transport: connection.transport,
+        _client: connection.client,
+        _subscriptions: subscriptions,
+        _task: task,
+    };
+    Ok((session, url, connection.goaway, readers))
 }
 
 /// What a broadcast's catalog says: the media tracks to read and how to mux them.
@@ -470,7 +593,7 @@ async fn fetch_first_object(
 async fn read_track(
     name: String,
     reader: TrackReader,
-    tx: mpsc::Sender<(String, Bytes)>,
+    tx: mpsc::Sender<Received>,
 ) -> anyhow::Result<()> {
     use moq_transport::data::ObjectStatus;
     use moq_transport::message::PublishDoneCode;
@@ -513,7 +636,13 @@ async fn read_track(
             if payload.is_empty() {
                 continue;
             }
-            if tx.send((name.clone(), payload)).await.is_err() {
+            let received = Received {
+                track: name.clone(),
+                group: group.group_id,
+                object: object.object_id,
+                payload,
+            };
+            if tx.send(received).await.is_err() {
                 return Ok(());
             }
         }

@@ -124,6 +124,9 @@ pub struct ServerEndpoint {
     /// The server configuration in use (shared with [`EndpointHandle`], which replaces it
     /// on certificate renewal); connections with a qlog are accepted with a copy of it.
     config: Arc<std::sync::Mutex<quinn::ServerConfig>>,
+    /// Set by [`EndpointHandle::refuse_new`]: new connections are refused at once
+    /// (CONNECTION_REFUSED), so a client that retries here learns it without waiting.
+    refusing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The QUIC server configuration for `identity`, offering WebTransport and raw MoQT.
@@ -165,6 +168,7 @@ fn restart_safe_config(identity: &ServerIdentity) -> quinn::EndpointConfig {
 pub struct EndpointHandle {
     quic: quinn::Endpoint,
     config: Arc<std::sync::Mutex<quinn::ServerConfig>>,
+    refusing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl EndpointHandle {
@@ -179,7 +183,8 @@ impl EndpointHandle {
 
     /// Stops accepting new connections; existing ones continue.
     pub fn refuse_new(&self) {
-        self.quic.set_server_config(None);
+        self.refusing
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Closes every connection with `code` and `reason`.
@@ -220,6 +225,7 @@ impl ServerEndpoint {
             handshakes: Default::default(),
             qlog_dir: qlog_dir.map(Arc::new),
             config: shared_config,
+            refusing: Default::default(),
         })
     }
 
@@ -232,6 +238,7 @@ impl ServerEndpoint {
         EndpointHandle {
             quic: self.quic.clone(),
             config: self.config.clone(),
+            refusing: self.refusing.clone(),
         }
     }
 
@@ -242,6 +249,10 @@ impl ServerEndpoint {
             tokio::select! {
                 incoming = self.quic.accept(), if self.handshakes.len() < MAX_PENDING_HANDSHAKES => {
                     let incoming = incoming?;
+                    if self.refusing.load(std::sync::atomic::Ordering::Relaxed) {
+                        incoming.refuse();
+                        continue;
+                    }
                     let qlog = self.qlog_dir.as_ref().map(|dir| {
                         (dir.clone(), self.config.lock().unwrap_or_else(|p| p.into_inner()).clone())
                     });

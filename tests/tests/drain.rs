@@ -99,16 +99,37 @@ async fn sigterm_sends_goaway_and_a_chained_relay_moves_to_its_uri() {
     let origin = Node::origin(&dir, "origin", &[]);
     let spare = Node::relay(&dir, "spare", &origin);
     let spare_url = spare.moqt_url();
+    // The edge has the spare's certificate, so a client that pinned it trusts the spare.
+    let cert = dir.join("spare/dev-cert.pem").display().to_string();
+    let key = dir.join("spare/dev-key.pem").display().to_string();
     let mut edge = Node::relay_under(
         &dir,
         "edge",
         &[&origin],
-        &["--goaway-uri", &spare_url, "--drain-timeout", "5s"],
+        &[
+            "--goaway-uri",
+            &spare_url,
+            "--drain-timeout",
+            "5s",
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+        ],
+    );
+    assert_eq!(edge.fingerprint, spare.fingerprint);
+    let (mover, moved_output) = media::subscriber(
+        &dir,
+        "mover",
+        &edge.moqt_url(),
+        "demo/live",
+        &edge.fingerprint,
+        &[],
     );
     // The far relay's own failover list would take it to the origin next; only the
     // GOAWAY names the spare.
     let far = Node::relay_with_failover(&dir, "far", &[&edge, &origin, &spare]);
-    let (mut viewer, output) = media::subscriber(
+    let (viewer, output) = media::subscriber(
         &dir,
         "viewer",
         &far.moqt_url(),
@@ -116,8 +137,10 @@ async fn sigterm_sends_goaway_and_a_chained_relay_moves_to_its_uri() {
         &far.fingerprint,
         &[],
     );
-    wait_until("media at the viewer", Duration::from_secs(20), || {
-        std::fs::metadata(&output).is_ok_and(|m| m.len() > 50_000)
+    wait_until("media at both viewers", Duration::from_secs(20), || {
+        [&output, &moved_output]
+            .iter()
+            .all(|o| std::fs::metadata(o).is_ok_and(|m| m.len() > 50_000))
     });
     let (_client, mut goaway, _catalog) = subscribed_client(&edge).await;
 
@@ -139,7 +162,7 @@ async fn sigterm_sends_goaway_and_a_chained_relay_moves_to_its_uri() {
     // The far relay moved to the spare while the edge was still draining.
     wait_until(
         "the far relay to link to the spare",
-        Duration::from_secs(5),
+        Duration::from_secs(15),
         || {
             std::fs::read_to_string(&far.log).is_ok_and(|log| {
                 log.lines()
@@ -154,12 +177,21 @@ async fn sigterm_sends_goaway_and_a_chained_relay_moves_to_its_uri() {
     let status = edge.wait_exit(Duration::from_secs(10));
     assert!(status.success(), "the edge should exit cleanly: {status}");
 
-    // The viewer at the far relay goes on with whole groups from the spare.
-    let before = std::fs::metadata(&output).map(|m| m.len()).unwrap_or(0);
-    wait_until("more media after the move", Duration::from_secs(15), || {
-        std::fs::metadata(&output).is_ok_and(|m| m.len() > before + 100_000)
+    // The viewer at the far relay, and the one that was at the edge, go on with whole
+    // groups from the spare.
+    let size = |o: &std::path::Path| std::fs::metadata(o).map(|m| m.len()).unwrap_or(0);
+    let before = [size(&output), size(&moved_output)];
+    wait_until("more media after the move", Duration::from_secs(30), || {
+        size(&output) > before[0] + 100_000 && size(&moved_output) > before[1] + 100_000
     });
-    let _ = viewer.kill();
-    let _ = viewer.wait();
-    assert_eq!(media::decode_errors(&output), "");
+    let mover_log = std::fs::read_to_string(dir.join("mover.log")).unwrap_or_default();
+    assert!(
+        mover_log.contains("moved to"),
+        "the viewer should say it moved: {mover_log}"
+    );
+    for (mut child, output) in [(viewer, output), (mover, moved_output)] {
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(media::decode_errors(&output), "", "{}", output.display());
+    }
 }
