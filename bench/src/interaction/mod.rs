@@ -45,6 +45,9 @@ pub struct InteractionArgs {
     /// How long the reaction senders send, in seconds.
     #[arg(long, default_value_t = 10)]
     pub reaction_seconds: u64,
+    /// Connect the throughput senders at the relay instead of the origin.
+    #[arg(long)]
+    pub senders_via_relay: bool,
     /// Subscribers connecting at the same time while the set is built.
     #[arg(long, default_value_t = 32)]
     pub connect_concurrency: usize,
@@ -143,12 +146,27 @@ async fn measure(
             "react",
         ),
     ];
-    println!("origin throughput (senders straight to the origin):");
+    println!(
+        "origin throughput (senders connected at the {}):",
+        if args.senders_via_relay {
+            "relay"
+        } else {
+            "origin"
+        }
+    );
     for (load, users, seconds, tag) in phases {
         if users == 0 {
             continue;
         }
-        let r = throughput::run(deployment, load, users, seconds, tag).await?;
+        let r = throughput::run(
+            deployment,
+            load,
+            users,
+            seconds,
+            tag,
+            args.senders_via_relay,
+        )
+        .await?;
         println!(
             "  {:?}: {} users on {} connections: {} accepted in {:.2} s = {:.0}/s, peak {}/s (per second: {:?}); rejected {:?}, failed {}; answer p50/p99 {:.1}/{:.1} ms; origin CPU {:.0}%, up to {} origin threads, load generator CPU {:.0}%, load average {:.2} -> {:.2}",
             r.load,

@@ -1,5 +1,6 @@
 //! How many requests a second the origin accepts, sequences and publishes, with many
-//! viewers sending at once on request streams straight to the origin, and what two
+//! viewers sending at once on request streams straight to the origin (or through the
+//! relay, which forwards each request stream upstream on a stream of its own), and what two
 //! watchers of the `interaction` track (one at the origin, one through the relay) see.
 //!
 //! - chat: every viewer sends its 5 allowed messages (the per-user limit is 5 per 10 s)
@@ -46,6 +47,8 @@ pub enum Load {
 #[derive(Clone, Debug, Serialize)]
 pub struct ThroughputResult {
     pub load: Load,
+    /// Whether the senders were connected at the relay (else at the origin).
+    pub via_relay: bool,
     pub users: usize,
     pub connections: usize,
     pub requests_sent: u64,
@@ -151,9 +154,15 @@ pub async fn run(
     users: usize,
     seconds: u64,
     tag: &str,
+    via_relay: bool,
 ) -> anyhow::Result<ThroughputResult> {
     let origin_url = deployment.origin.url.clone();
     let origin_trust = deployment.origin_trust()?;
+    let (senders_url, senders_trust) = if via_relay {
+        (deployment.relay.url.clone(), deployment.relay_trust()?)
+    } else {
+        (origin_url.clone(), origin_trust.clone())
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
     let at_origin = watch_timeline(&origin_url, &origin_trust, stop_rx.clone()).await?;
     let at_relay =
@@ -163,7 +172,7 @@ pub async fn run(
         .map(|i| deployment.viewer_token(&format!("{tag}-{i}")))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let (connections, senders) =
-        open_users(&origin_url, &origin_trust, BROADCAST, tokens, 16).await?;
+        open_users(&senders_url, &senders_trust, BROADCAST, tokens, 16).await?;
     let connection_count = connections.len();
     // The viewer count changes as they join: let its event go out before measuring.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -252,6 +261,7 @@ pub async fn run(
     };
     Ok(ThroughputResult {
         load,
+        via_relay,
         users,
         connections: connection_count,
         requests_sent: outcomes.len() as u64,
