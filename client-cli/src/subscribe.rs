@@ -19,7 +19,9 @@ use bytes::Bytes;
 use clap::Args;
 use moq_transport::coding::TrackNamespace;
 use moq_transport::message::RequestErrorCode;
-use moq_transport::serve::{ServeError, Track, TrackReader, TrackReaderMode};
+use moq_transport::serve::{
+    ServeError, SubgroupReader, SubgroupsReader, Track, TrackReader, TrackReaderMode,
+};
 use moq_transport::session::{Subscribe, Subscriber};
 use stagecast_media::catalog::{Catalog, CATALOG_TRACK};
 use stagecast_media::egress::FragmentedMp4Writer;
@@ -583,9 +585,17 @@ async fn fetch_first_object(
     bail!("the Joining FETCH ended without object 0")
 }
 
+/// How long a group may stay silent once a newer group of its track has begun before the
+/// reader gives up on the rest of it. A sender has to FIN a finished subgroup stream
+/// (draft-18 "Closing Subgroup Streams"), but a relay that holds the FIN back would
+/// otherwise stall the track behind one group; objects still in flight arrive well within
+/// this.
+const STALE_GROUP_GRACE: Duration = Duration::from_millis(500);
+
 /// Reads a media track group by group and sends each object's payload on. A group joined
 /// after its start (not from object 0) is skipped, so output always starts at a group
-/// start; groups older than one already read are skipped too.
+/// start; groups older than one already read are skipped too. Once a newer group has begun,
+/// the current one ends after [`STALE_GROUP_GRACE`] without an object.
 ///
 /// Objects with a status (draft-18 §11.2.1.1) carry no media: End of Group ends the
 /// group, End of Track the track (moq-relay sends one where a track ends); a zero-length
@@ -596,18 +606,25 @@ async fn read_track(
     tx: mpsc::Sender<Received>,
 ) -> anyhow::Result<()> {
     use moq_transport::data::ObjectStatus;
-    use moq_transport::message::PublishDoneCode;
 
     let mut subgroups = subgroups(reader).await?;
     let mut newest: Option<u64> = None;
+    // A newer group that arrived while the current one was still being read.
+    let mut waiting: Option<SubgroupReader> = None;
+    // How the track ended, once it has, while its last group is still being read.
+    let mut ended: Option<anyhow::Result<()>> = None;
     loop {
-        let mut group = match subgroups.next().await {
-            Ok(Some(group)) => group,
-            Ok(None) => return Ok(()),
-            Err(ServeError::Closed(code)) if code == PublishDoneCode::TrackEnded as u64 => {
-                return Ok(())
+        let mut group = match (waiting.take(), ended.take()) {
+            (Some(group), end) => {
+                ended = end;
+                group
             }
-            Err(err) => return Err(track_end(err)),
+            (None, Some(end)) => return end,
+            (None, None) => match next_group(&mut subgroups).await {
+                Ok(Some(group)) => group,
+                Ok(None) => return Ok(()),
+                Err(err) => return Err(err),
+            },
         };
         if newest.is_some_and(|n| group.group_id <= n) {
             continue;
@@ -615,9 +632,12 @@ async fn read_track(
         newest = Some(group.group_id);
         let mut expected = 0;
         loop {
-            // A group the relay had to cut short (its stream reset) ends here; the
-            // track goes on with the next group.
-            let Ok(Some(mut object)) = group.next().await else {
+            // A group the relay had to cut short (its stream reset) ends here; the track
+            // goes on with the next group.
+            let current = group.group_id;
+            let next = group.next();
+            let next = watching_for_newer(next, current, &mut subgroups, &mut waiting, &mut ended);
+            let Some(Ok(Some(mut object))) = next.await else {
                 break;
             };
             match object.status {
@@ -630,7 +650,9 @@ async fn read_track(
                 break;
             }
             expected += 1;
-            let Ok(payload) = read_object(&mut object, MAX_OBJECT_BYTES).await else {
+            let read = read_object(&mut object, MAX_OBJECT_BYTES);
+            let read = watching_for_newer(read, current, &mut subgroups, &mut waiting, &mut ended);
+            let Some(Ok(payload)) = read.await else {
                 break;
             };
             if payload.is_empty() {
@@ -646,5 +668,101 @@ async fn read_track(
                 return Ok(());
             }
         }
+    }
+}
+
+/// The track's next group; `None` where the track has ended normally (a PUBLISH_DONE with
+/// `TRACK_ENDED`, or the end of its subgroups).
+async fn next_group(subgroups: &mut SubgroupsReader) -> anyhow::Result<Option<SubgroupReader>> {
+    use moq_transport::message::PublishDoneCode;
+    match subgroups.next().await {
+        Ok(group) => Ok(group),
+        Err(ServeError::Closed(code)) if code == PublishDoneCode::TrackEnded as u64 => Ok(None),
+        Err(err) => Err(track_end(err)),
+    }
+}
+
+/// Awaits `work` on group `current` while taking note of a newer group (older ones are
+/// dropped) or the track's end; once a newer group waits, `work` has
+/// [`STALE_GROUP_GRACE`] left (`None` after).
+async fn watching_for_newer<T>(
+    work: impl std::future::Future<Output = T>,
+    current: u64,
+    subgroups: &mut SubgroupsReader,
+    waiting: &mut Option<SubgroupReader>,
+    ended: &mut Option<anyhow::Result<()>>,
+) -> Option<T> {
+    tokio::pin!(work);
+    loop {
+        if waiting.is_some() {
+            return tokio::time::timeout(STALE_GROUP_GRACE, &mut work)
+                .await
+                .ok();
+        }
+        if ended.is_some() {
+            return Some(work.await);
+        }
+        // Both futures are cancel-safe: each takes its item before returning it.
+        tokio::select! {
+            out = &mut work => return Some(out),
+            arrived = next_group(subgroups) => match arrived {
+                Ok(Some(newer)) if newer.group_id > current => *waiting = Some(newer),
+                Ok(Some(_older)) => {}
+                Ok(None) => *ended = Some(Ok(())),
+                Err(err) => *ended = Some(Err(err)),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use moq_transport::serve::Subgroup;
+
+    fn group(id: u64) -> Subgroup {
+        Subgroup {
+            group_id: id,
+            subgroup_id: 0,
+            priority: 0,
+        }
+    }
+
+    async fn received(rx: &mut mpsc::Receiver<Received>) -> (u64, Bytes) {
+        // A bound so a regression fails instead of hanging; the assertion is on what arrives.
+        let next = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await;
+        let got = next.expect("an object within 10 s").expect("an object");
+        (got.group, got.payload)
+    }
+
+    /// A relay that never FINs a finished group must not stall the track behind it, and an
+    /// object of the older group still in flight when a newer group starts is kept.
+    #[tokio::test]
+    async fn a_group_without_its_fin_yields_to_the_next_one() {
+        let namespace = TrackNamespace::from_utf8_path("live/alice");
+        let (writer, reader) = Track::new(namespace, "video").produce();
+        let mut groups = writer.subgroups().expect("subgroups");
+        let (tx, mut rx) = mpsc::channel(8);
+        let reading = tokio::spawn(read_track("video".into(), reader, tx));
+
+        let mut unfinished = groups.create(group(0)).expect("group 0");
+        unfinished.write(Bytes::from_static(b"a")).expect("write");
+        assert_eq!(received(&mut rx).await, (0, Bytes::from_static(b"a")));
+
+        let mut next = groups.create(group(1)).expect("group 1");
+        next.write(Bytes::from_static(b"b")).expect("write");
+        assert_eq!(received(&mut rx).await, (1, Bytes::from_static(b"b")));
+
+        let mut newer = groups.create(group(2)).expect("group 2");
+        newer.write(Bytes::from_static(b"c")).expect("write");
+        next.write(Bytes::from_static(b"b2")).expect("write");
+        next.finish().expect("finish");
+        assert_eq!(received(&mut rx).await, (1, Bytes::from_static(b"b2")));
+        assert_eq!(received(&mut rx).await, (2, Bytes::from_static(b"c")));
+
+        newer.finish().expect("finish");
+        drop(unfinished);
+        drop(groups);
+        reading.abort();
     }
 }

@@ -196,7 +196,10 @@ mod tests {
     fn matches_the_draft_layout_byte_for_byte() {
         let bytes = goaway("ab", Some(4)).encode().unwrap();
         // Type 0x10, Length 6, URI length 2, "ab", Timeout 5000 (2-byte varint), ID 4.
-        assert_eq!(&bytes[..], &[0x10, 0x00, 0x06, 0x02, b'a', b'b', 0x93, 0x88, 0x04]);
+        assert_eq!(
+            &bytes[..],
+            &[0x10, 0x00, 0x06, 0x02, b'a', b'b', 0x93, 0x88, 0x04]
+        );
     }
 
     #[test]

@@ -90,8 +90,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ));
     }
     let routes = stagecast_relay::http::routes(relay.clone(), listeners.fingerprint.clone());
-    listeners
-        .serve(relay, routes, &args.node)
-        .await;
+    listeners.serve(relay, routes, &args.node).await;
     Ok(())
 }

@@ -107,8 +107,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let routes = web::routes(relay.clone(), listeners.fingerprint.clone())
         .merge(viewer::routes(quic_port))
         .merge(guest::routes(token_key));
-    listeners
-        .serve(relay, routes, &args.node)
-        .await;
+    listeners.serve(relay, routes, &args.node).await;
     Ok(())
 }

@@ -140,7 +140,9 @@ async fn fetch_is_served_from_the_cache_or_through_to_the_source() {
     });
     // The viewer's own Joining FETCHes (catalog, init segments) were answered before its
     // media arrived; count from here.
-    let hits = edge.metric("stagecast_fetch_cache_hits_total").unwrap_or(0.0);
+    let hits = edge
+        .metric("stagecast_fetch_cache_hits_total")
+        .unwrap_or(0.0);
     let upstream = edge.metric("stagecast_upstream_fetches_total");
     assert_is_catalog(&fetch_catalog_group(&mut at_edge, group).await);
     assert_eq!(

@@ -504,7 +504,8 @@ fn publish_to_peer(
 /// receives every sample; a second one, joining two groups later, receives every sample
 /// from a keyframe to the end. Both end by themselves when the publisher finishes.
 fn stagecast_round_trip(dir: &Path, publish: (&str, &str), subscribe: (&str, &str)) {
-    let clip = media::make_clip(dir, "clip.mp4", 4, Layout::FragKeyframe, false);
+    // Six seconds, so the late subscriber has four to connect while the broadcast is live.
+    let clip = media::make_clip(dir, "clip.mp4", 6, Layout::FragKeyframe, false);
     let broadcast = "live/alice";
     let (mut publisher, mut source) = publish_to_peer(dir, publish.0, broadcast, publish.1, &clip);
     let (mut subscriber, output) =
@@ -515,8 +516,10 @@ fn stagecast_round_trip(dir: &Path, publish: (&str, &str), subscribe: (&str, &st
         Duration::from_secs(20),
         || media::video_packets_so_far(&output) >= 60,
     );
+    // The late subscriber is subscribed before the publisher finishes: a relay forgets a
+    // broadcast once its publisher has gone.
     let (mut late, late_output) =
-        media::subscriber(dir, "late", subscribe.0, broadcast, subscribe.1, &[]);
+        subscribe_once_published(dir, "late", subscribe.0, broadcast, subscribe.1);
     let captured = source.captured.clone();
     source.finish();
     let status = wait_exit(&mut publisher, "stagecast publish", END_TIMEOUT);
