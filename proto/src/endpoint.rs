@@ -70,9 +70,19 @@ fn base_transport_config() -> quinn::TransportConfig {
     // MoQ opens one unidirectional stream per subgroup; bound how many a peer may
     // have open at once.
     transport.max_concurrent_uni_streams(quinn::VarInt::from_u32(256));
-    transport.max_concurrent_bidi_streams(quinn::VarInt::from_u32(128));
+    transport.max_concurrent_bidi_streams(quinn::VarInt::from_u32(PEER_BIDI_STREAMS));
     transport
 }
+
+/// Bidirectional streams any peer may have open at once: a viewer's MoQ requests and its
+/// interaction request stream fit many times over.
+pub const PEER_BIDI_STREAMS: u32 = 128;
+
+/// Bidirectional streams a relay link may have open at once: it carries one interaction
+/// request stream for each viewer of the relay (and of relays under it), each held for the
+/// viewer's whole visit. A stream's buffers stay within the connection's flow-control
+/// window, so the count costs little more than bookkeeping.
+pub const RELAY_LINK_BIDI_STREAMS: u32 = 16_384;
 
 /// Binds a UDP socket; an IPv6 wildcard also accepts IPv4 (dual stack), because Chromium
 /// reaches `localhost` over `::1` only while command-line tools often use 127.0.0.1.

@@ -86,6 +86,9 @@ fn presented_token(setup: &KeyValuePairs, url: &Url) -> Result<Option<String>, A
         .map(|(_, value)| value.into_owned()))
 }
 
+/// The token role of a relay's upstream link (`stagecast token issue --role relay`).
+pub const RELAY_ROLE: &str = "relay";
+
 /// What one session may do.
 #[derive(Clone, Debug)]
 pub enum SessionAuth {
@@ -136,6 +139,18 @@ impl SessionAuth {
                 ..
             } => Some(claims.expires_at()),
             _ => None,
+        }
+    }
+
+    /// Whether the session may be a relay carrying its viewers' interaction streams: its
+    /// token says role `relay`, or authorization is off (any session might be one).
+    pub fn is_relay_link(&self) -> bool {
+        match self {
+            SessionAuth::Open => true,
+            SessionAuth::Upstream => false,
+            SessionAuth::Checked { claims, .. } => claims
+                .as_ref()
+                .is_some_and(|c| c.role.as_deref() == Some(RELAY_ROLE)),
         }
     }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use moq_transport::message::RequestErrorCode;
 use moq_transport::serve::ServeError;
 use moq_transport::session::{Publisher, Session, SessionError, Subscriber};
-use stagecast_proto::endpoint::Accepted;
+use stagecast_proto::endpoint::{Accepted, RELAY_LINK_BIDI_STREAMS};
 use stagecast_proto::path::path_from_namespace;
 
 use tokio::sync::mpsc;
@@ -58,6 +58,11 @@ pub async fn serve_session(relay: Relay, accepted: Accepted) -> Result<(), Sessi
             return Ok(());
         }
     };
+    if auth.is_relay_link() {
+        transport.set_max_concurrent_bi_streams(web_transport_quinn::quinn::VarInt::from_u32(
+            RELAY_LINK_BIDI_STREAMS,
+        ));
+    }
     let id = relay.next_session_id();
     relay.metrics().sessions_total.inc();
     let _open = GaugeGuard::new(&relay.metrics().sessions);

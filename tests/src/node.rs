@@ -63,7 +63,7 @@ impl Node {
         let data = dir.join(name);
         let urls: Vec<String> = upstreams.iter().map(|n| n.moqt_url()).collect();
         let key_file = upstreams[0].key_file.clone();
-        let token = issue_token(&key_file, name, &[""], &[""], "1h");
+        let token = issue_role_token(&key_file, name, "relay", &[""], &[""]);
         let pins: Vec<String> = upstreams.iter().map(|n| n.fingerprint.clone()).collect();
         let args: Vec<String> = vec![
             "--upstream".into(),
@@ -276,9 +276,25 @@ pub fn issue_token(
     subscribe: &[&str],
     ttl: &str,
 ) -> String {
+    issue(key_file, &["--sub", sub, "--ttl", ttl], publish, subscribe)
+}
+
+/// A one-hour token with a role (`relay` for a relay's upstream link).
+pub fn issue_role_token(
+    key_file: &Path,
+    sub: &str,
+    role: &str,
+    publish: &[&str],
+    subscribe: &[&str],
+) -> String {
+    let args = ["--sub", sub, "--role", role, "--ttl", "1h"];
+    issue(key_file, &args, publish, subscribe)
+}
+
+fn issue(key_file: &Path, args: &[&str], publish: &[&str], subscribe: &[&str]) -> String {
     let mut cmd = Command::new(bin("stagecast"));
     cmd.args(["token", "issue", "--key-file"]).arg(key_file);
-    cmd.args(["--sub", sub, "--ttl", ttl]);
+    cmd.args(args);
     for p in publish {
         cmd.args(["--publish", p]);
     }

@@ -676,3 +676,52 @@ fn malformed_streams_get_a_clear_error_and_the_session_lives_on() {
         client.close();
     });
 }
+
+/// A relay carries each of its viewers' request streams on its one upstream connection, so
+/// the origin lets a relay link (token role `relay`) hold far more streams than the 128 one
+/// viewer connection may: 180 viewers' streams held open at one relay are all welcomed,
+/// and the last one's chat is accepted.
+#[test]
+fn a_relay_link_carries_more_request_streams_than_one_connection_may_hold() {
+    const CONNECTIONS: usize = 3;
+    const STREAMS_PER_CONNECTION: usize = 60;
+    let dir = output_dir("interaction_many_streams");
+    let origin = Node::origin(&dir, "origin", &[]);
+    let relay = Node::relay(&dir, "relay", &origin);
+    linked(&relay);
+    runtime().block_on(async {
+        let mut clients = Vec::new();
+        let mut held = Vec::new();
+        for c in 0..CONNECTIONS {
+            let token = token(&origin.key_file, &format!("viewer{c}"), "viewer");
+            let client = Client::join(&relay, Some(&token)).await;
+            for s in 1..STREAMS_PER_CONNECTION {
+                let (stream, welcome) =
+                    RequestStream::open(&client.transport, BROADCAST, Some(&token))
+                        .await
+                        .unwrap_or_else(|err| {
+                            panic!("stream {} of connection {c}: {err:#}", s + 1)
+                        });
+                assert!(matches!(welcome, Answer::Welcome { .. }), "{welcome:?}");
+                held.push(stream);
+            }
+            clients.push(client);
+        }
+        assert_eq!(
+            held.len() + clients.len(),
+            CONNECTIONS * STREAMS_PER_CONNECTION
+        );
+        let last = held.last_mut().expect("a held stream");
+        let request = Request {
+            key: new_key(),
+            action: Action::Chat {
+                text: "one of many".into(),
+            },
+        };
+        let answer = last.request(&request).await.expect("an answer");
+        assert!(matches!(answer, Answer::Accepted { .. }), "{answer:?}");
+        for client in clients {
+            client.close();
+        }
+    });
+}

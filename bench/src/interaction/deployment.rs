@@ -58,7 +58,16 @@ impl Deployment {
         let key = TokenKey::from_text(&key_text)?;
         let relay_token = cli_token(
             &key_file,
-            &["--sub", "bench-relay", "--publish", "", "--subscribe", ""],
+            &[
+                "--sub",
+                "bench-relay",
+                "--role",
+                "relay",
+                "--publish",
+                "",
+                "--subscribe",
+                "",
+            ],
         )?;
         let relay = RelayProcess::start_stagecast(
             &workspace_binary("stagecast-relay"),
