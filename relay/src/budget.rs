@@ -117,6 +117,7 @@ mod tests {
             max_groups: 100,
             max_bytes: usize::MAX,
             max_group_bytes: 200_000,
+            keep_for: std::time::Duration::ZERO,
         };
         let tracks: Vec<TrackCache> = (0..20)
             .map(|_| TrackCache::with_budget(limits, &budget))

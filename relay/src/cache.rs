@@ -15,6 +15,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::watch;
@@ -29,7 +30,15 @@ pub struct CacheLimits {
     /// A group growing past this is dropped rather than cached, so no single group can
     /// take a whole budget.
     pub max_group_bytes: usize,
+    /// Groups younger than this stay beyond `max_groups` (within the byte limits and
+    /// [`MAX_CACHED_GROUPS`]): a track of short groups, such as interaction in a chat
+    /// burst, keeps a span of time and not only a count, so a follower a little behind is
+    /// not cut off.
+    pub keep_for: Duration,
 }
+
+/// No track caches more groups than this, however young.
+pub const MAX_CACHED_GROUPS: usize = 1024;
 
 impl Default for CacheLimits {
     fn default() -> Self {
@@ -37,6 +46,7 @@ impl Default for CacheLimits {
             max_groups: 4,
             max_bytes: 64 * 1024 * 1024,
             max_group_bytes: 32 * 1024 * 1024,
+            keep_for: Duration::from_secs(2),
         }
     }
 }
@@ -79,6 +89,7 @@ struct CachedGroup {
     objects: Vec<(u64, Bytes)>,
     complete: bool,
     bytes: usize,
+    began: Instant,
 }
 
 pub(crate) struct TrackState {
@@ -138,10 +149,22 @@ impl TrackState {
             .flatten()
     }
 
-    fn evict(&mut self) {
-        while (self.groups.len() > self.limits.max_groups || self.bytes > self.limits.max_bytes)
-            && self.evict_oldest()
-        {}
+    /// Keeps `max_groups` groups, and younger ones beyond that up to [`MAX_CACHED_GROUPS`].
+    /// Only a new group adds to the count, so only [`TrackCache::begin_group`] calls this.
+    fn evict_old_groups(&mut self) {
+        while self.groups.len() > self.limits.max_groups {
+            let young = self
+                .groups
+                .front()
+                .is_some_and(|oldest| oldest.began.elapsed() < self.limits.keep_for);
+            if (young && self.groups.len() <= MAX_CACHED_GROUPS) || !self.evict_oldest() {
+                break;
+            }
+        }
+    }
+
+    fn evict_over_bytes(&mut self) {
+        while self.bytes > self.limits.max_bytes && self.evict_oldest() {}
     }
 
     fn remove_group(&mut self, seq: u64) {
@@ -241,8 +264,10 @@ impl TrackCache {
                 objects: Vec::new(),
                 complete: false,
                 bytes: 0,
+                began: Instant::now(),
             });
-            state.evict();
+            state.evict_old_groups();
+            state.evict_over_bytes();
             seq
         };
         self.changed();
@@ -279,7 +304,7 @@ impl TrackCache {
             group.objects.push((object_id, payload));
             group.bytes += len;
             state.add_bytes(len);
-            state.evict();
+            state.evict_over_bytes();
         }
         self.changed();
         self.enforce_budget();
@@ -589,6 +614,7 @@ mod tests {
         let cache = TrackCache::new(CacheLimits {
             max_groups: 3,
             max_bytes: 2500,
+            keep_for: Duration::ZERO,
             ..Default::default()
         });
         for id in 0..10 {
@@ -611,10 +637,51 @@ mod tests {
     }
 
     #[test]
+    fn young_groups_stay_beyond_the_count_within_bytes_and_the_group_cap() {
+        let cache = TrackCache::new(CacheLimits {
+            max_groups: 3,
+            max_bytes: 100_000,
+            keep_for: Duration::from_secs(3600),
+            ..Default::default()
+        });
+        for id in 0..10 {
+            let g = cache.begin_group(info(id)).unwrap();
+            cache
+                .push_object(g, 0, Bytes::from(vec![0u8; 100]))
+                .unwrap();
+            cache.end_group(g);
+        }
+        assert_eq!(
+            cache.group_count(),
+            10,
+            "young groups are kept past max_groups"
+        );
+        // The byte limit still holds: 1,000 groups of 100 bytes fit, the next ones evict.
+        for id in 10..1_100 {
+            let g = cache.begin_group(info(id)).unwrap();
+            cache
+                .push_object(g, 0, Bytes::from(vec![0u8; 100]))
+                .unwrap();
+            cache.end_group(g);
+            assert!(cache.bytes() <= 100_000);
+        }
+        assert_eq!(cache.group_count(), 1_000);
+        // And the group cap, for groups too small for the byte limit to bite.
+        for id in 1_100..2_300 {
+            let g = cache.begin_group(info(id)).unwrap();
+            cache.end_group(g);
+            assert!(cache.group_count() <= MAX_CACHED_GROUPS);
+        }
+        assert_eq!(cache.group_count(), MAX_CACHED_GROUPS);
+        assert_eq!(cache.newest_group_id(), Some(2_299));
+    }
+
+    #[test]
     fn lagging_follower_abandons_evicted_group_and_skips_to_newest() {
         let cache = TrackCache::new(CacheLimits {
             max_groups: 2,
             max_bytes: usize::MAX,
+            keep_for: Duration::ZERO,
             ..Default::default()
         });
         let g0 = cache.begin_group(info(0)).unwrap();

@@ -15,12 +15,14 @@ pub const GROUP_MAX_EVENTS: u64 = 64;
 /// chat line less than a late vote.
 const PRIORITY: u8 = 0;
 
-/// A few groups of a few kilobytes each: enough for joiners and FETCH.
+/// A few groups of a few kilobytes each: enough for joiners and FETCH; in a burst, the
+/// groups of the last two seconds, so a subscriber a little behind loses no event.
 pub fn cache_limits() -> CacheLimits {
     CacheLimits {
         max_groups: 4,
-        max_bytes: 4 << 20,
+        max_bytes: 16 << 20,
         max_group_bytes: 2 << 20,
+        keep_for: Duration::from_secs(2),
     }
 }
 
