@@ -12,7 +12,8 @@
 //! Priority: QUIC sends higher priorities first. MoQ publisher priorities are the other
 //! way round (lower is more important, draft-18 §7), so a data stream's QUIC priority is
 //! the inverted publisher priority, then the stream's opening order: within a priority the
-//! newest group goes first, and an old group waits (and times out) behind it. Control
+//! newest group goes first, and an old group waits (and times out) behind it. Publisher
+//! priority 0 is the exception, [`IN_ORDER_PRIORITY`]: its groups go oldest first. Control
 //! streams go before all data.
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -29,6 +30,11 @@ pub const STALL_TIMEOUT: Duration = Duration::from_secs(4);
 /// Reset code of a stream dropped because its subscriber could not keep up (the
 /// draft-18 §11.4.1 DELIVERY_TIMEOUT reset code).
 pub const DELIVERY_TIMEOUT_CODE: u32 = 0x2;
+/// Publisher priority of tracks whose groups are sent in order, oldest first: every group
+/// of such a track matters and a relay caches groups in order (a late older group is
+/// dropped as stale), as for the interaction timeline, whose groups are a few
+/// milliseconds apart in a chat burst. Newest-first would reorder exactly those.
+pub const IN_ORDER_PRIORITY: u8 = 0;
 /// QUIC priority of control streams: before any data.
 const CONTROL_PRIORITY: i32 = i32::MAX;
 /// First byte of a stream that starts with SETUP (type 0x2F00 as a varint): the
@@ -179,11 +185,19 @@ impl Inner {
     }
 }
 
-/// Inverted publisher priority in the top bits, opening order below (newest highest). The
-/// order keeps 22 bits, so even publisher priority 0 stays below control streams.
+/// Inverted publisher priority in the top bits, opening order below (newest highest, or
+/// oldest for [`IN_ORDER_PRIORITY`]). The order keeps 22 bits, so even publisher priority
+/// 0 stays below control streams.
 fn quic_priority(publisher_priority: u8, order: u32) -> i32 {
-    (i32::from(255 - publisher_priority) << 23) | (order & 0x3F_FFFF) as i32
+    let order = order & ORDER_MASK;
+    let order = match publisher_priority {
+        IN_ORDER_PRIORITY => ORDER_MASK - order,
+        _ => order,
+    };
+    (i32::from(255 - publisher_priority) << 23) | order as i32
 }
+
+const ORDER_MASK: u32 = 0x3F_FFFF;
 
 impl web_transport_trait::SendStream for TimedSend {
     type Error = WriteError;
@@ -251,8 +265,11 @@ mod tests {
     fn important_tracks_then_newest_groups_go_first() {
         // Publisher priority 1 (audio) before 2 (video), whatever the order.
         assert!(quic_priority(1, 0) > quic_priority(2, 5_000_000));
-        // Within a priority, a newer stream before an older one.
+        // Within a priority, a newer stream before an older one...
         assert!(quic_priority(2, 11) > quic_priority(2, 10));
+        // ...except in the in-order class, and that class still goes before the others.
+        assert!(quic_priority(0, 10) > quic_priority(0, 11));
+        assert!(quic_priority(0, u32::MAX) > quic_priority(1, 0));
         assert!(quic_priority(0, u32::MAX) < CONTROL_PRIORITY);
         assert!(quic_priority(255, 0) >= 0);
     }

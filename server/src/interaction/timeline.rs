@@ -11,9 +11,9 @@ use stagecast_relay::cache::{CacheLimits, GroupInfo, TrackCache};
 
 pub const GROUP_MAX_AGE: Duration = Duration::from_secs(2);
 pub const GROUP_MAX_EVENTS: u64 = 64;
-/// Interaction goes first on a congested link: it is small, and a viewer notices a late
-/// chat line less than a late vote.
-const PRIORITY: u8 = 0;
+/// Interaction goes first on a congested link (it is small), and in order: every event
+/// matters, so its groups are not sent newest first like media's.
+const PRIORITY: u8 = stagecast_relay::delivery::IN_ORDER_PRIORITY;
 
 /// A few groups of a few kilobytes each: enough for joiners and FETCH; in a burst, the
 /// groups of the last two seconds, so a subscriber a little behind loses no event.
