@@ -75,7 +75,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let authority = Authority::new(Box::new(store), Box::new(credits))
         .context("cannot load the credit ledger")?;
     let token_key = config.auth.key.clone();
-    let interaction = InteractionService::new(authority, token_key.clone());
+    let interaction = InteractionService::new(authority, token_key.clone())
+        .context("cannot start the interaction authority")?;
     config.interaction = Some(interaction.clone());
     config.extra_tracks = Some(interaction.clone());
     let relay = Relay::new(config);

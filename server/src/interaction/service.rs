@@ -23,6 +23,7 @@ use stagecast_relay::forward::InteractionAuthority;
 use stagecast_relay::relay::ExtraTracks;
 use stagecast_relay::Relay;
 use tokio::io::AsyncWriteExt;
+use tokio::sync::{mpsc, oneshot};
 
 use super::authority::Authority;
 use super::clock::run_clock;
@@ -32,19 +33,49 @@ use super::rules::{Actor, Role};
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often time-driven events (poll ends, reaction windows) are checked.
 const TICK: Duration = Duration::from_millis(100);
+/// Requests waiting for the authority's thread; a stream whose request does not fit waits
+/// to send it.
+const REQUEST_QUEUE: usize = 1024;
 
 pub struct InteractionService {
     authority: Arc<Authority>,
     key: Option<TokenKey>,
     relay: OnceLock<Relay>,
+    requests: mpsc::Sender<Job>,
+}
+
+/// One request for the authority's thread, and where its answer goes.
+struct Job {
+    path: String,
+    actor: Option<Actor>,
+    request: Request,
+    answer: oneshot::Sender<Answer>,
+}
+
+/// Answers requests one after another on a thread of its own. The authority orders every
+/// event under one lock and writes each to SQLite before answering; one thread doing that
+/// in turn keeps the runtime's threads free, where a blocking section per stream piled up
+/// hundreds of threads waiting for the lock in a chat burst.
+fn run_authority_thread(authority: Arc<Authority>, mut jobs: mpsc::Receiver<Job>) {
+    while let Some(job) = jobs.blocking_recv() {
+        let answer = authority.handle(&job.path, job.actor.as_ref(), job.request);
+        let _ = job.answer.send(answer);
+    }
 }
 
 impl InteractionService {
-    pub fn new(authority: Authority, key: Option<TokenKey>) -> Arc<Self> {
+    pub fn new(authority: Authority, key: Option<TokenKey>) -> std::io::Result<Arc<Self>> {
+        let authority = Arc::new(authority);
+        let (requests, jobs) = mpsc::channel(REQUEST_QUEUE);
+        let answering = authority.clone();
+        std::thread::Builder::new()
+            .name("interaction-authority".into())
+            .spawn(move || run_authority_thread(answering, jobs))?;
         let service = Arc::new(Self {
-            authority: Arc::new(authority),
+            authority,
             key,
             relay: OnceLock::new(),
+            requests,
         });
         let authority = Arc::downgrade(&service.authority);
         tokio::spawn(async move {
@@ -58,7 +89,7 @@ impl InteractionService {
                 tokio::task::block_in_place(|| authority.tick());
             }
         });
-        service
+        Ok(service)
     }
 
     /// Connects the service to the engine it serves (made after the service, with it in
@@ -135,13 +166,7 @@ impl InteractionService {
                 return Err((Reason::NotAuthorized, "your token expired".into()));
             }
             let answer = match serde_json::from_slice::<Request>(&frame) {
-                Ok(request) => {
-                    let authority = self.authority.clone();
-                    let (path, actor) = (path.clone(), actor.clone());
-                    tokio::task::block_in_place(move || {
-                        authority.handle(&path, actor.as_ref(), request)
-                    })
-                }
+                Ok(request) => self.answer(&path, actor.as_ref(), request).await?,
                 Err(err) => Answer::Rejected {
                     key: key_of(&frame),
                     reason: Reason::Invalid,
@@ -151,6 +176,30 @@ impl InteractionService {
             };
             write(send, &answer).await;
         }
+    }
+
+    /// The authority's answer to `request`, from its thread.
+    async fn answer(
+        &self,
+        path: &str,
+        actor: Option<&Actor>,
+        request: Request,
+    ) -> Result<Answer, (Reason, String)> {
+        let stopped = || {
+            (
+                Reason::Unavailable,
+                "the interaction authority stopped".to_string(),
+            )
+        };
+        let (answer, answered) = oneshot::channel();
+        let job = Job {
+            path: path.to_string(),
+            actor: actor.cloned(),
+            request,
+            answer,
+        };
+        self.requests.send(job).await.map_err(|_| stopped())?;
+        answered.await.map_err(|_| stopped())
     }
 
     fn verify(&self, token: &str) -> Result<Claims, (Reason, String)> {
@@ -224,6 +273,7 @@ impl InteractionAuthority for InteractionService {
             authority: self.authority.clone(),
             key: self.key.clone(),
             relay: self.relay.clone(),
+            requests: self.requests.clone(),
         });
         Box::pin(service.serve_stream(stream))
     }
