@@ -78,11 +78,14 @@ fn base_transport_config() -> quinn::TransportConfig {
 /// interaction request stream fit many times over.
 pub const PEER_BIDI_STREAMS: u32 = 128;
 
-/// Bidirectional streams a relay link may have open at once: it carries one interaction
+/// Bidirectional streams a relay link may have open at first: it carries one interaction
 /// request stream for each viewer of the relay (and of relays under it), each held for the
-/// viewer's whole visit. A stream's buffers stay within the connection's flow-control
-/// window, so the count costs little more than bookkeeping.
-pub const RELAY_LINK_BIDI_STREAMS: u32 = 16_384;
+/// viewer's whole visit, beside its MoQ requests. quinn sets up state for every stream a
+/// peer may open (about 100 bytes each), so the allowance starts here and grows with use
+/// up to [`RELAY_LINK_MAX_BIDI_STREAMS`].
+pub const RELAY_LINK_BIDI_STREAMS: u32 = 1024;
+/// The most bidirectional streams a relay link may grow to.
+pub const RELAY_LINK_MAX_BIDI_STREAMS: u32 = 65_536;
 
 /// Binds a UDP socket; an IPv6 wildcard also accepts IPv4 (dual stack), because Chromium
 /// reaches `localhost` over `::1` only while command-line tools often use 127.0.0.1.

@@ -142,15 +142,15 @@ impl SessionAuth {
         }
     }
 
-    /// Whether the session may be a relay carrying its viewers' interaction streams: its
-    /// token says role `relay`, or authorization is off (any session might be one).
+    /// Whether the session is a relay carrying its viewers' interaction streams: its token
+    /// says role `relay`. (With authorization off no session is taken for one: raising
+    /// every connection's stream allowance would cost every viewer memory.)
     pub fn is_relay_link(&self) -> bool {
         match self {
-            SessionAuth::Open => true,
-            SessionAuth::Upstream => false,
             SessionAuth::Checked { claims, .. } => claims
                 .as_ref()
                 .is_some_and(|c| c.role.as_deref() == Some(RELAY_ROLE)),
+            SessionAuth::Open | SessionAuth::Upstream => false,
         }
     }
 

@@ -6,10 +6,12 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use stagecast_proto::endpoint::{RELAY_LINK_BIDI_STREAMS, RELAY_LINK_MAX_BIDI_STREAMS};
 use stagecast_proto::interaction::frame::encode_frame;
 use stagecast_proto::interaction::{Answer, Reason, STREAM_HEADER};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
+use web_transport_quinn::quinn::VarInt;
 
 use crate::demux::InteractionStream;
 use crate::relay::Relay;
@@ -23,11 +25,47 @@ pub trait InteractionAuthority: Send + Sync + 'static {
     fn serve(&self, stream: InteractionStream) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 }
 
-/// Serves the interaction streams of session `id` until the session ends. Never returns.
+/// How many bidirectional streams a relay link may open: from
+/// [`RELAY_LINK_BIDI_STREAMS`], doubled whenever its interaction streams reach a quarter
+/// of it (the rest leaves room for its MoQ requests), up to
+/// [`RELAY_LINK_MAX_BIDI_STREAMS`].
+pub struct StreamAllowance {
+    transport: web_transport_quinn::Session,
+    allowed: u32,
+}
+
+impl StreamAllowance {
+    pub fn relay_link(transport: web_transport_quinn::Session) -> Self {
+        transport.set_max_concurrent_bi_streams(VarInt::from_u32(RELAY_LINK_BIDI_STREAMS));
+        Self {
+            transport,
+            allowed: RELAY_LINK_BIDI_STREAMS,
+        }
+    }
+
+    /// Grows the allowance if `open` interaction streams call for it.
+    fn make_room(&mut self, open: usize) {
+        if let Some(allowed) = grown_allowance(open, self.allowed) {
+            self.allowed = allowed;
+            self.transport
+                .set_max_concurrent_bi_streams(VarInt::from_u32(allowed));
+        }
+    }
+}
+
+fn grown_allowance(open: usize, allowed: u32) -> Option<u32> {
+    let crowded = open.saturating_mul(4) >= allowed as usize;
+    (crowded && allowed < RELAY_LINK_MAX_BIDI_STREAMS)
+        .then(|| allowed.saturating_mul(2).min(RELAY_LINK_MAX_BIDI_STREAMS))
+}
+
+/// Serves the interaction streams of session `id` until the session ends, growing a relay
+/// link's stream allowance as they need. Never returns.
 pub async fn serve_interaction(
     relay: Relay,
     id: SessionId,
     mut streams: mpsc::Receiver<InteractionStream>,
+    mut allowance: Option<StreamAllowance>,
 ) {
     let mut serving = tokio::task::JoinSet::new();
     loop {
@@ -36,6 +74,9 @@ pub async fn serve_interaction(
                 Some(stream) => {
                     relay.metrics().interaction_streams_total.inc();
                     serving.spawn(serve_stream(relay.clone(), id, stream));
+                    if let Some(allowance) = allowance.as_mut() {
+                        allowance.make_room(serving.len());
+                    }
                 }
                 None => break,
             },
@@ -128,4 +169,21 @@ async fn refuse_with(stream: &mut InteractionStream, why: &str) {
         let _ = stream.send.write_all(&frame).await;
     }
     let _ = stream.send.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_relay_links_allowance_doubles_when_a_quarter_is_in_use_up_to_the_cap() {
+        assert_eq!(grown_allowance(255, 1024), None);
+        assert_eq!(grown_allowance(256, 1024), Some(2048));
+        assert_eq!(grown_allowance(600, 2048), Some(4096));
+        assert_eq!(grown_allowance(20_000, 65_536), None);
+        assert_eq!(
+            grown_allowance(20_000, 40_000),
+            Some(RELAY_LINK_MAX_BIDI_STREAMS)
+        );
+    }
 }

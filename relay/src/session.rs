@@ -10,14 +10,14 @@ use std::sync::Arc;
 use moq_transport::message::RequestErrorCode;
 use moq_transport::serve::ServeError;
 use moq_transport::session::{Publisher, Session, SessionError, Subscriber};
-use stagecast_proto::endpoint::{Accepted, RELAY_LINK_BIDI_STREAMS};
+use stagecast_proto::endpoint::Accepted;
 use stagecast_proto::path::path_from_namespace;
 
 use tokio::sync::mpsc;
 
 use crate::auth::{SessionAuth, SESSION_EXPIRED_AUTH_TOKEN};
 use crate::demux::DemuxSession;
-use crate::forward::{serve_interaction, MAX_STREAMS_PER_SESSION};
+use crate::forward::{serve_interaction, StreamAllowance, MAX_STREAMS_PER_SESSION};
 use crate::metrics::GaugeGuard;
 use crate::relay::Relay;
 use crate::router::{SessionId, Source};
@@ -58,11 +58,9 @@ pub async fn serve_session(relay: Relay, accepted: Accepted) -> Result<(), Sessi
             return Ok(());
         }
     };
-    if auth.is_relay_link() {
-        transport.set_max_concurrent_bi_streams(web_transport_quinn::quinn::VarInt::from_u32(
-            RELAY_LINK_BIDI_STREAMS,
-        ));
-    }
+    let allowance = auth
+        .is_relay_link()
+        .then(|| StreamAllowance::relay_link(transport.clone()));
     let id = relay.next_session_id();
     relay.metrics().sessions_total.inc();
     let _open = GaugeGuard::new(&relay.metrics().sessions);
@@ -70,7 +68,7 @@ pub async fn serve_session(relay: Relay, accepted: Accepted) -> Result<(), Sessi
     let expiry = auth.expires_at();
     let result = tokio::select! {
         result = run_session(&relay, id, auth, session, publisher, subscriber) => result,
-        () = serve_interaction(relay.clone(), id, interaction_rx) => Ok(()),
+        () = serve_interaction(relay.clone(), id, interaction_rx, allowance) => Ok(()),
         // Closed inside the branch's future, before select drops the session's tasks:
         // their stream resets would otherwise reach the peer ahead of the reason.
         () = async {
