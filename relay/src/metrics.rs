@@ -74,6 +74,7 @@ pub struct MetricsInner {
     pub cache_hits_total: Counter,
     pub cache_misses_total: Counter,
     pub groups_dropped_total: Counter,
+    pub source_groups_skipped_total: Counter,
     pub fetches_total: Counter,
     pub fetch_cache_hits_total: Counter,
     pub upstream_fetches_total: Counter,
@@ -205,6 +206,11 @@ impl Metrics {
                 "stagecast_groups_dropped_total",
                 "Groups a subscriber lost because it fell behind the cache (or its source broke off).",
                 &self.groups_dropped_total,
+            ),
+            (
+                "stagecast_source_groups_skipped_total",
+                "Groups a source sent that were not cached: older than the newest cached group of their track (arrived out of order), or a track that had ended.",
+                &self.source_groups_skipped_total,
             ),
             (
                 "stagecast_interaction_streams_total",

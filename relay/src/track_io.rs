@@ -88,7 +88,10 @@ async fn fill_inner(
                             open.push(seq);
                             reading.push(fill_group(subgroup, cache.clone(), seq, metrics.clone()));
                         }
-                        Err(err) => tracing::debug!(%err, "skipping group"),
+                        Err(err) => {
+                            metrics.source_groups_skipped_total.inc();
+                            tracing::debug!(%err, "skipping group");
+                        }
                     }
                 }
                 // The subscription's track went away without PUBLISH_DONE: the source is
