@@ -168,7 +168,16 @@ async fn receive(
     let mut continuity = Continuity::default();
     let mut fragments = 0u64;
     let mut ending = Ending::Normal;
+    // Set when a track of the current session ended with GOING_AWAY: until then its
+    // GOAWAY may still come.
+    let mut awaiting_goaway: Option<tokio::time::Instant> = None;
     loop {
+        let goaway_overdue = async {
+            match awaiting_goaway {
+                Some(until) => tokio::time::sleep_until(until).await,
+                None => std::future::pending().await,
+            }
+        };
         let until_deadline = async {
             match deadline {
                 Some(deadline) => tokio::time::sleep_until(deadline).await,
@@ -189,14 +198,24 @@ async fn receive(
             }
             Some(done) = readers.join_next(), if !readers.is_empty() => {
                 if let Ok((number, Err(err))) = done {
-                    if number == session_number {
+                    if number != session_number {
+                        // A session already moved away from.
+                    } else if err.is::<ServerGoingAway>() && spare_tx.is_some() {
+                        awaiting_goaway.get_or_insert_with(|| tokio::time::Instant::now() + GOAWAY_WAIT);
+                    } else {
                         tracing::warn!("broadcast ended abnormally: {err:#}");
                         ending = Ending::Abnormal;
                     }
                 }
-                if readers.is_empty() {
+                if readers.is_empty() && awaiting_goaway.is_none() {
                     spare_tx = None;
                 }
+            }
+            () = goaway_overdue, if readers.is_empty() => {
+                tracing::warn!("broadcast ended abnormally: the server is going away and said nowhere to go");
+                ending = Ending::Abnormal;
+                awaiting_goaway = None;
+                spare_tx = None;
             }
             Ok(()) = goaway.changed(), if spare_tx.is_some() => {
                 let Some(notice) = goaway.borrow_and_update().clone() else { continue };
@@ -208,6 +227,7 @@ async fn receive(
                             readers.spawn(numbered(session_number, read_track(name, reader, tx.clone())));
                         }
                         tracing::info!("the server is going away: moved to {url}");
+                        awaiting_goaway = None;
                         moved.push(session);
                         current_url = url;
                         goaway = next_goaway;
@@ -390,6 +410,15 @@ fn is_not_found(err: &ServeError) -> bool {
 }
 
 /// How the media tracks ended.
+/// A track ended with PUBLISH_DONE `GOING_AWAY`: its GOAWAY, saying where to go, may
+/// arrive just after it on the control stream.
+#[derive(Debug, thiserror::Error)]
+#[error("the server is going away")]
+struct ServerGoingAway;
+
+/// How long to wait for a GOAWAY once every track ended with `GOING_AWAY`.
+const GOAWAY_WAIT: Duration = Duration::from_secs(5);
+
 enum Ending {
     /// The publisher finished, or `--duration` passed.
     Normal,
@@ -460,7 +489,7 @@ fn track_end(err: ServeError) -> anyhow::Error {
             anyhow!("the publisher ended the track")
         }
         ServeError::Closed(code) if code == PublishDoneCode::GoingAway as u64 => {
-            anyhow!("the server is going away")
+            anyhow::Error::new(ServerGoingAway)
         }
         ServeError::Closed(code) if code == PublishDoneCode::InternalError as u64 => {
             anyhow!("the publisher went away (its session ended without finishing the track)")
