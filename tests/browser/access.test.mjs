@@ -8,28 +8,11 @@
  * tests/output/browser/<test>/. Run: npm test (in tests/browser), after cargo build.
  */
 
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 
-import { issueToken, launchBrowser, openPage, origin, stats, testDir, untilAdvanced, untilPlaying, waitFor } from './harness.mjs';
-
-const cleanups = [];
-after(async () => {
-  for (const f of cleanups.reverse()) await f().catch(() => {});
-});
-
-async function browserFor(dir) {
-  const browser = await launchBrowser(dir);
-  cleanups.push(() => browser.close());
-  return browser;
-}
-
-async function startNode(promise) {
-  const node = await promise;
-  cleanups.push(() => node.kill());
-  return node;
-}
+import { browserFor, issueToken, openPage, origin, startNode, stats, testDir, untilAdvanced, untilPlaying, waitFor } from './harness.mjs';
 
 /** Waits for the player to reach `state` and returns the page's stats then. */
 function untilState(page, state, ms = 15000) {

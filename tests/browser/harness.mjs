@@ -12,6 +12,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { createWriteStream, mkdirSync, rmSync, existsSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { after } from 'node:test';
 import { chromium } from 'playwright-core';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -41,11 +42,40 @@ export async function waitFor(what, ms, check, every = 100) {
   }
 }
 
-/** Every process started here, killed if the test process exits without stopping them. */
+/**
+ * Every process started here. A node left running keeps the test process alive (its stderr
+ * is piped here), so whatever a test did not stop is killed after the file's tests, and
+ * again on exit.
+ */
 const running = new Set();
 process.on('exit', () => {
   for (const child of running) child.kill('SIGKILL');
 });
+
+/** Clean-ups run after the file's tests, newest first (browsers closed, nodes killed). */
+const cleanups = [];
+after(async () => {
+  for (const f of cleanups.reverse()) await f().catch(() => {});
+  for (const child of running) child.kill('SIGKILL');
+});
+
+/** Registers `stop` to run after the file's tests; returns `x`. */
+export function owned(x, stop) {
+  cleanups.push(stop);
+  return x;
+}
+
+/** A headless Chromium (`launchBrowser`), closed after the file's tests. */
+export async function browserFor(dir) {
+  const browser = await launchBrowser(dir);
+  return owned(browser, () => browser.close());
+}
+
+/** The node `promise` starts (`origin`, `relay`), killed after the file's tests. */
+export async function startNode(promise) {
+  const node = await promise;
+  return owned(node, () => node.kill());
+}
 
 /** A running stagecast-server or stagecast-relay, with the ports and fingerprint it printed. */
 export class Node {
@@ -76,6 +106,7 @@ export class Node {
       resolve();
     }));
     let buffered = '';
+    let started = false;
     const found = {};
     await new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`${this.name} did not start; see ${this.name}.log`)), 60000);
@@ -84,14 +115,18 @@ export class Node {
         log.write(chunk);
         buffered += chunk.toString();
         let nl;
-        while ((nl = buffered.indexOf('\n')) >= 0) {
+        // Only the start-up block counts: later lines name other nodes' URLs (a relay logs
+        // `upstream link up url=moqt://localhost:<upstream's port>`), and the same chunk
+        // may carry them.
+        while (!started && (nl = buffered.indexOf('\n')) >= 0) {
           const line = buffered.slice(0, nl);
           buffered = buffered.slice(nl + 1);
           let m;
-          if ((m = /moqt:\/\/localhost:(\d+)/.exec(line))) found.quic = Number(m[1]);
-          else if ((m = /http:\/\/localhost:(\d+)/.exec(line))) found.http = Number(m[1]);
+          if ((m = /MoQ \(QUIC\): +moqt:\/\/localhost:(\d+)/.exec(line))) found.quic = Number(m[1]);
+          else if ((m = /HTTP: +http:\/\/localhost:(\d+)/.exec(line))) found.http = Number(m[1]);
           else if ((m = /certificate SHA-256 ([0-9a-f]+)/.exec(line))) found.fingerprint = m[1];
           if (found.quic && found.http && found.fingerprint) {
+            started = true;
             clearTimeout(timer);
             resolve();
           }
@@ -174,7 +209,12 @@ export async function relay(dir, name, upstream) {
     '--auth-key-file', upstream.keyFile, '--upstream-token', token,
   ]);
   node.keyFile = upstream.keyFile;
-  await waitFor(`${name} to connect upstream`, 20000, async () => (await node.metric('stagecast_upstream_connected')) === 1);
+  try {
+    await waitFor(`${name} to connect upstream`, 20000, async () => (await node.metric('stagecast_upstream_connected')) === 1);
+  } catch (err) {
+    await node.kill();
+    throw err;
+  }
   return node;
 }
 
@@ -214,9 +254,11 @@ export function stats(page) {
 
 /** Waits for the page to be playing and returns its stats then. */
 export function untilPlaying(page, ms = 15000) {
+  // On a timeout the error shows the page's last figures (state, status line), not just `false`.
   return waitFor('the page to play', ms, async () => {
     const s = await stats(page);
-    return s?.state === 'playing' && !s.paused && s.currentTime > 0 ? s : false;
+    if (s?.state === 'playing' && !s.paused && s.currentTime > 0) return s;
+    throw new Error(`not playing: ${JSON.stringify(s)}`);
   });
 }
 

@@ -15,29 +15,12 @@
  * after cargo build.
  */
 
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 
-import { bin, issueToken, launchBrowser, openPage, origin, relay, testDir, untilPlaying, waitFor } from './harness.mjs';
-
-const cleanups = [];
-after(async () => {
-  for (const f of cleanups.reverse()) await f().catch(() => {});
-});
-
-async function browserFor(dir) {
-  const browser = await launchBrowser(dir);
-  cleanups.push(() => browser.close());
-  return browser;
-}
-
-async function startNode(promise) {
-  const node = await promise;
-  cleanups.push(() => node.kill());
-  return node;
-}
+import { bin, browserFor, issueToken, openPage, origin, relay, startNode, testDir, untilPlaying, waitFor } from './harness.mjs';
 
 /** Runs `stagecast ARGS`; resolves with its stdout, rejects with its stderr on failure. */
 function cli(args, ms = 20000) {

@@ -6,32 +6,13 @@
  * tests/output/browser/<test>/. Run: npm test (in tests/browser), after cargo build.
  */
 
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import { join } from 'node:path';
 
-import { bin, issueToken, launchBrowser, openPage, origin, relay, stats, testDir, untilAdvanced, untilPlaying, waitFor } from './harness.mjs';
-
-const cleanups = [];
-after(async () => {
-  for (const f of cleanups.reverse()) await f().catch(() => {});
-});
-function owned(x, stop) {
-  cleanups.push(stop);
-  return x;
-}
-
-async function browserFor(dir) {
-  const browser = await launchBrowser(dir);
-  return owned(browser, () => browser.close());
-}
-
-async function startNode(promise) {
-  const node = await promise;
-  return owned(node, () => node.kill());
-}
+import { bin, browserFor, issueToken, openPage, origin, owned, relay, startNode, stats, testDir, untilAdvanced, untilPlaying, waitFor } from './harness.mjs';
 
 test('the demo channel plays in the browser', async () => {
   const dir = testDir('demo-plays');
