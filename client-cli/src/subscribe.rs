@@ -409,7 +409,6 @@ fn is_not_found(err: &ServeError) -> bool {
     }
 }
 
-/// How the media tracks ended.
 /// A track ended with PUBLISH_DONE `GOING_AWAY`: its GOAWAY, saying where to go, may
 /// arrive just after it on the control stream.
 #[derive(Debug, thiserror::Error)]
@@ -419,6 +418,7 @@ struct ServerGoingAway;
 /// How long to wait for a GOAWAY once every track ended with `GOING_AWAY`.
 const GOAWAY_WAIT: Duration = Duration::from_secs(5);
 
+/// How the media tracks ended.
 enum Ending {
     /// The publisher finished, or `--duration` passed.
     Normal,
