@@ -182,7 +182,7 @@ export function testDir(name) {
 /**
  * A token from the deployment key `keyFile` (`stagecast token issue`): `publish` and
  * `subscribe` are lists of path prefixes ("" for all), `ttl` a lifetime such as '1h';
- * `name` (display name) and `role` (viewer, moderator, creator) when given.
+ * `name` (display name) and `role` (viewer, moderator, creator, relay) when given.
  */
 export function issueToken(keyFile, { sub = 'browser-test', name, role, publish = [], subscribe = [], ttl = '1h' } = {}) {
   const args = ['token', 'issue', '--key-file', keyFile, '--sub', sub, '--ttl', ttl];
@@ -202,7 +202,7 @@ export async function origin(dir, name = 'origin', extra = []) {
 
 /** A relay under `upstream`, sharing its token key and presenting a relay token to it. */
 export async function relay(dir, name, upstream) {
-  const token = issueToken(upstream.keyFile, { sub: name, publish: [''], subscribe: [''] });
+  const token = issueToken(upstream.keyFile, { sub: name, role: 'relay', publish: [''], subscribe: [''] });
   const node = await Node.start(dir, name, 'stagecast-relay', [
     '--upstream', upstream.moqtUrl, '--upstream-fingerprint', upstream.fingerprint,
     '--bind', '[::]:0', '--http-bind', '[::]:0', '--data-dir', join(dir, name),
