@@ -67,6 +67,7 @@ impl SyntheticPublisher {
                 urls: vec![url],
                 trust,
                 token,
+                stop_when_refused: false,
             },
             state_tx,
         ));

@@ -66,6 +66,7 @@ pub async fn run(args: PublishArgs) -> anyhow::Result<()> {
             urls: vec![args.url.clone()],
             trust,
             token: args.connect.token.clone(),
+            stop_when_refused: true,
         },
         link_tx,
     ));

@@ -77,6 +77,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             urls: args.upstream.clone(),
             trust,
             token: args.upstream_token.clone(),
+            stop_when_refused: false,
         };
         let (state, _) = tokio::sync::watch::channel(LinkState::Disconnected {
             reason: "not started".into(),

@@ -74,9 +74,14 @@ pub struct UpstreamConfig {
     pub trust: ClientTrust,
     /// The token this node presents upstream (draft-18 AUTHORIZATION TOKEN in SETUP).
     pub token: Option<String>,
+    /// End the link at the first authorization refusal, leaving `state` at `Refused` (a
+    /// publisher's bad token will not heal by retrying). A relay keeps retrying instead:
+    /// its operator may fix the upstream's key while it runs.
+    pub stop_when_refused: bool,
 }
 
-/// Runs the link until the process ends. `state` reports its progress.
+/// Runs the link until the process ends, or with `stop_when_refused` until the upstream
+/// refuses the token. `state` reports its progress.
 pub async fn run_upstream(
     relay: Relay,
     client: ClientEndpoint,
@@ -97,6 +102,7 @@ pub async fn run_upstream(
         state.send_replace(LinkState::Connecting { url: url.clone() });
         let started = tokio::time::Instant::now();
         let mut going_away = false;
+        let mut refusal = None;
         let reason = match connect(&client, &url, &config).await {
             Ok((transport, goaway, session, publisher, subscriber)) => {
                 let id = relay.next_session_id();
@@ -130,20 +136,23 @@ pub async fn run_upstream(
                     Ok(()) if going_away => "upstream sent GOAWAY".to_string(),
                     Ok(()) => "upstream closed the session".to_string(),
                     Err(err) => {
-                        if let Some(reason) = auth_refusal(&err) {
-                            state.send_replace(LinkState::Refused { reason });
-                        }
+                        refusal = auth_refusal(&err, &transport).await;
                         err.to_string()
                     }
                 }
             }
-            Err((reason, refusal)) => {
-                if let Some(refusal) = refusal {
-                    state.send_replace(LinkState::Refused { reason: refusal });
-                }
+            Err((reason, refused)) => {
+                refusal = refused;
                 reason
             }
         };
+        if let Some(refusal) = refusal {
+            tracing::warn!(%url, %refusal, "upstream refused this node's token");
+            state.send_replace(LinkState::Refused { reason: refusal });
+            if config.stop_when_refused {
+                return;
+            }
+        }
         if started.elapsed() >= STABLE_AFTER {
             backoff = BACKOFF_MIN;
         }
@@ -162,13 +171,28 @@ pub async fn run_upstream(
     }
 }
 
+/// How long a failed session's connection is given to show the upstream's close.
+const CLOSE_READ_WAIT: Duration = Duration::from_millis(500);
+
 /// The upstream's reason, when it closed the session over authorization (draft-18
-/// §15.10.1: UNAUTHORIZED, MALFORMED_AUTH_TOKEN, EXPIRED_AUTH_TOKEN).
-fn auth_refusal(err: &moq_transport::session::SessionError) -> Option<String> {
+/// §15.10.1: UNAUTHORIZED, MALFORMED_AUTH_TOKEN, EXPIRED_AUTH_TOKEN). Read from the
+/// error, or else from the QUIC connection itself: depending on which read or write met
+/// the close first, the error may not carry it.
+async fn auth_refusal(
+    err: &moq_transport::session::SessionError,
+    link: &web_transport_quinn::Session,
+) -> Option<String> {
+    let (code, reason) = match stagecast_proto::close::peer_close(err) {
+        Some(close) => close,
+        None => stagecast_proto::close::connection_close(link, CLOSE_READ_WAIT).await?,
+    };
+    is_auth_refusal(code).then_some(reason)
+}
+
+fn is_auth_refusal(code: u64) -> bool {
     use crate::auth::{
         SESSION_EXPIRED_AUTH_TOKEN, SESSION_MALFORMED_AUTH_TOKEN, SESSION_UNAUTHORIZED,
     };
-    let (code, reason) = stagecast_proto::close::peer_close(err)?;
     [
         SESSION_UNAUTHORIZED,
         SESSION_MALFORMED_AUTH_TOKEN,
@@ -176,7 +200,6 @@ fn auth_refusal(err: &moq_transport::session::SessionError) -> Option<String> {
     ]
     .map(u64::from)
     .contains(&code)
-    .then_some(reason)
 }
 
 async fn connect(
@@ -211,17 +234,13 @@ async fn connect(
     let link = session.clone();
     let migrating = MigratingSession::new(session);
     let goaway = migrating.goaway();
-    Session::connect_with_tokens(migrating.transport(), None, transport, tokens)
-        .await
-        .map_err(|e| {
-            let reason = format!("MoQ setup with {url} failed: {e}");
-            if let Some(refusal) = auth_refusal(&e) {
-                // Published before the caller logs the failure, so a watcher sees why.
-                return (reason, Some(refusal));
-            }
-            (reason, None)
-        })
-        .map(|(session, publisher, subscriber)| (link, goaway, session, publisher, subscriber))
+    match Session::connect_with_tokens(migrating.transport(), None, transport, tokens).await {
+        Ok((session, publisher, subscriber)) => Ok((link, goaway, session, publisher, subscriber)),
+        Err(e) => Err((
+            format!("MoQ setup with {url} failed: {e}"),
+            auth_refusal(&e, &link).await,
+        )),
+    }
 }
 
 /// Keeps every namespace published here (except those that came from the upstream
@@ -281,6 +300,13 @@ async fn forward_one(
     if let Err(err) = publication.ok().await {
         let path = stagecast_proto::path::path_from_namespace(&namespace);
         let reason = match err {
+            // The session is ending, not the request refused: the session's close says
+            // why (a token the upstream refused closes the session just after SETUP, and
+            // the request can fail a moment before that close is read).
+            ServeError::Cancel => {
+                tracing::debug!(%namespace, "namespace request ended with its session");
+                return;
+            }
             ServeError::Closed(code) if code == RequestErrorCode::Unauthorized as u64 => {
                 format!("not authorized to publish {path}")
             }
