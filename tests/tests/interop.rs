@@ -165,10 +165,18 @@ fn clock_joining_fetch_in_the_first_minute_is_refused_by_the_clock_publisher() {
     let origin = Node::bare_origin(&dir, "origin");
     let token = issue_token(&origin.key_file, "clock", &["clock"], &[], "1h");
     let auth = auth_token_arg(&token);
-    // The publisher's first group must still be the newest when the subscriber joins.
-    wait_until("a minute with 15 s left", Duration::from_secs(20), || {
-        seconds_into_minute() < 45
-    });
+    // The publisher's first group must still be the newest when the subscriber joins, and
+    // its ID (the minute of the hour, UTC) at least 1: the subscriber asks for
+    // min(1, current group) groups back, so in minute :00 it asks for the current group
+    // alone, which the publisher has.
+    wait_until(
+        "a minute other than :00 with 15 s left",
+        Duration::from_secs(90),
+        || {
+            let (minute, second) = minute_and_second();
+            minute != 0 && second < 45
+        },
+    );
     let mut publisher = clock(
         &dir,
         "clock-pub",
@@ -207,12 +215,13 @@ fn clock_joining_fetch_in_the_first_minute_is_refused_by_the_clock_publisher() {
     );
 }
 
-/// Seconds past the minute by the wall clock, which moq-clock-ietf's groups follow.
-fn seconds_into_minute() -> u64 {
+/// The minute of the hour and the second of the minute by the wall clock (UTC), which
+/// moq-clock-ietf's groups follow (group ID = minute of the hour at the group's start).
+fn minute_and_second() -> (u64, u64) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock after 1970");
-    now.as_secs() % 60
+    (now.as_secs() / 60 % 60, now.as_secs() % 60)
 }
 
 // ---------------------------------------------------------------------------------------
