@@ -14,3 +14,4 @@ pub mod progress;
 pub mod publish;
 pub mod subscribe;
 pub mod token;
+pub mod track_reader;
