@@ -11,9 +11,8 @@ use stagecast_relay::cache::TrackCache;
 
 use super::clock::MediaClock;
 use super::payments::CreditSource;
-use super::rules::{
-    now_ms, Actor, ChannelState, RateLimiter, Rejection, ANY_LIMIT, CHAT_LIMIT, REACT_LIMIT,
-};
+use super::rate_limit::{RateLimiter, ANY_LIMIT, CHAT_LIMIT, REACT_LIMIT};
+use super::rules::{now_ms, Actor, ChannelState, Rejection};
 use super::store::{Commit, Store, StoreError, StoredEvent, Transfer};
 use super::timeline::TimelineWriter;
 

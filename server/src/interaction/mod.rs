@@ -13,6 +13,7 @@
 pub mod authority;
 pub mod clock;
 pub mod payments;
+pub mod rate_limit;
 pub mod rules;
 pub mod service;
 pub mod store;

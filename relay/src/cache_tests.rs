@@ -1,0 +1,250 @@
+//! Tests of the track cache (`cache.rs`): eviction within the byte and group limits,
+//! followers, and what a late joiner is served.
+
+use super::*;
+
+fn info(group_id: u64) -> GroupInfo {
+    GroupInfo {
+        group_id,
+        subgroup_id: 0,
+        priority: 0,
+    }
+}
+
+fn drain(f: &mut TrackFollower) -> Vec<FollowStep> {
+    std::iter::from_fn(|| f.try_next()).collect()
+}
+
+#[test]
+fn follower_starts_at_newest_group() {
+    let cache = TrackCache::new(CacheLimits::default());
+    let g1 = cache.begin_group(info(1)).unwrap();
+    cache.push_object(g1, 0, Bytes::from_static(b"a")).unwrap();
+    cache.end_group(g1);
+    let g2 = cache.begin_group(info(2)).unwrap();
+    cache.push_object(g2, 0, Bytes::from_static(b"b")).unwrap();
+    cache.push_object(g2, 1, Bytes::from_static(b"c")).unwrap();
+
+    let mut f = cache.follow();
+    let steps = drain(&mut f);
+    assert_eq!(
+        steps[0],
+        FollowStep::Group {
+            seq: g2,
+            info: info(2)
+        }
+    );
+    assert_eq!(steps.len(), 3, "{steps:?}");
+    assert!(
+        matches!(&steps[1], FollowStep::Object { object_id: 0, payload, .. } if payload == "b")
+    );
+    cache.end_group(g2);
+    assert_eq!(f.try_next(), Some(FollowStep::GroupEnd { seq: g2 }));
+    assert_eq!(f.try_next(), None);
+}
+
+#[test]
+fn largest_location_is_the_newest_object_held() {
+    let cache = TrackCache::new(CacheLimits::default());
+    assert_eq!(cache.largest_location(), None);
+    let g1 = cache.begin_group(info(1)).unwrap();
+    cache.push_object(g1, 0, Bytes::from_static(b"a")).unwrap();
+    cache.push_object(g1, 1, Bytes::from_static(b"b")).unwrap();
+    assert_eq!(cache.largest_location(), Some((1, 1)));
+    cache.end_group(g1);
+    // A group that has begun but holds nothing yet is not a location.
+    cache.begin_group(info(2)).unwrap();
+    assert_eq!(cache.largest_location(), Some((1, 1)));
+}
+
+#[test]
+fn payloads_are_shared_not_copied() {
+    let cache = TrackCache::new(CacheLimits::default());
+    let g = cache.begin_group(info(1)).unwrap();
+    let payload = Bytes::from(vec![7u8; 1000]);
+    cache.push_object(g, 0, payload.clone()).unwrap();
+    let mut f = cache.follow();
+    f.try_next();
+    match f.try_next() {
+        Some(FollowStep::Object { payload: got, .. }) => {
+            assert_eq!(got.as_ptr(), payload.as_ptr())
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn eviction_keeps_newest_and_bounds_bytes() {
+    let cache = TrackCache::new(CacheLimits {
+        max_groups: 3,
+        max_bytes: 2500,
+        keep_for: Duration::ZERO,
+        ..Default::default()
+    });
+    for id in 0..10 {
+        let g = cache.begin_group(info(id)).unwrap();
+        cache
+            .push_object(g, 0, Bytes::from(vec![0u8; 1000]))
+            .unwrap();
+        cache.end_group(g);
+        assert!(cache.bytes() <= 2500);
+        assert!(cache.group_count() <= 3);
+    }
+    assert_eq!(cache.newest_group_id(), Some(9));
+    // A single group larger than the budget is still kept: it is the newest.
+    let g = cache.begin_group(info(10)).unwrap();
+    cache
+        .push_object(g, 0, Bytes::from(vec![0u8; 5000]))
+        .unwrap();
+    assert_eq!(cache.group_count(), 1);
+    assert_eq!(cache.newest_group_id(), Some(10));
+}
+
+#[test]
+fn young_groups_stay_beyond_the_count_within_bytes_and_the_group_cap() {
+    let cache = TrackCache::new(CacheLimits {
+        max_groups: 3,
+        max_bytes: 100_000,
+        keep_for: Duration::from_secs(3600),
+        ..Default::default()
+    });
+    for id in 0..10 {
+        let g = cache.begin_group(info(id)).unwrap();
+        cache
+            .push_object(g, 0, Bytes::from(vec![0u8; 100]))
+            .unwrap();
+        cache.end_group(g);
+    }
+    assert_eq!(
+        cache.group_count(),
+        10,
+        "young groups are kept past max_groups"
+    );
+    // The byte limit still holds: 1,000 groups of 100 bytes fit, the next ones evict.
+    for id in 10..1_100 {
+        let g = cache.begin_group(info(id)).unwrap();
+        cache
+            .push_object(g, 0, Bytes::from(vec![0u8; 100]))
+            .unwrap();
+        cache.end_group(g);
+        assert!(cache.bytes() <= 100_000);
+    }
+    assert_eq!(cache.group_count(), 1_000);
+    // And the group cap, for groups too small for the byte limit to bite.
+    for id in 1_100..2_300 {
+        let g = cache.begin_group(info(id)).unwrap();
+        cache.end_group(g);
+        assert!(cache.group_count() <= MAX_CACHED_GROUPS);
+    }
+    assert_eq!(cache.group_count(), MAX_CACHED_GROUPS);
+    assert_eq!(cache.newest_group_id(), Some(2_299));
+}
+
+#[test]
+fn lagging_follower_abandons_evicted_group_and_skips_to_newest() {
+    let cache = TrackCache::new(CacheLimits {
+        max_groups: 2,
+        max_bytes: usize::MAX,
+        keep_for: Duration::ZERO,
+        ..Default::default()
+    });
+    let g0 = cache.begin_group(info(0)).unwrap();
+    cache.push_object(g0, 0, Bytes::from_static(b"x")).unwrap();
+    let mut f = cache.follow();
+    assert!(matches!(f.try_next(), Some(FollowStep::Group { .. })));
+    for id in 1..5 {
+        let g = cache.begin_group(info(id)).unwrap();
+        cache.push_object(g, 0, Bytes::from_static(b"y")).unwrap();
+    }
+    assert_eq!(f.try_next(), Some(FollowStep::GroupAbandoned { seq: g0 }));
+    match f.try_next() {
+        Some(FollowStep::Group { info: i, .. }) => assert_eq!(i.group_id, 4),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn range_reads_follow_fetch_end_encoding() {
+    let cache = TrackCache::new(CacheLimits::default());
+    for id in 5..8 {
+        let g = cache.begin_group(info(id)).unwrap();
+        for o in 0..3 {
+            cache
+                .push_object(g, o, Bytes::from(format!("{id}.{o}")))
+                .unwrap();
+        }
+        cache.end_group(g);
+    }
+    let names = |v: Vec<(GroupInfo, u64, Bytes)>| -> Vec<String> {
+        v.into_iter()
+            .map(|(_, _, p)| String::from_utf8(p.to_vec()).unwrap())
+            .collect()
+    };
+    assert_eq!(
+        names(cache.objects_in((6, 1), (6, 0)).unwrap()),
+        ["6.1", "6.2"]
+    );
+    assert_eq!(
+        names(cache.objects_in((6, 2), (7, 2)).unwrap()),
+        ["6.2", "7.0", "7.1"]
+    );
+    assert_eq!(
+        names(cache.objects_in((7, 0), (9, 0)).unwrap()),
+        ["7.0", "7.1", "7.2"]
+    );
+    assert!(
+        cache.objects_in((4, 0), (6, 0)).is_none(),
+        "group 4 is not cached"
+    );
+}
+
+#[test]
+fn stale_and_out_of_order_input_is_refused() {
+    let cache = TrackCache::new(CacheLimits::default());
+    let g = cache.begin_group(info(5)).unwrap();
+    assert_eq!(cache.begin_group(info(5)), Err(CacheError::StaleGroup(5)));
+    assert_eq!(cache.begin_group(info(3)), Err(CacheError::StaleGroup(3)));
+    cache.push_object(g, 2, Bytes::new()).unwrap();
+    assert!(cache.push_object(g, 2, Bytes::new()).is_err());
+    assert!(cache.push_object(g, 1, Bytes::new()).is_err());
+}
+
+#[test]
+fn end_abandons_unfinished_groups() {
+    let cache = TrackCache::new(CacheLimits::default());
+    let g = cache.begin_group(info(1)).unwrap();
+    let mut f = cache.follow();
+    assert!(matches!(f.try_next(), Some(FollowStep::Group { .. })));
+    cache
+        .push_object(g, 0, Bytes::from_static(b"half"))
+        .unwrap();
+    cache.end(TrackEnd::Finished);
+    assert_eq!(f.try_next(), Some(FollowStep::GroupAbandoned { seq: g }));
+    assert_eq!(f.try_next(), Some(FollowStep::End(TrackEnd::Finished)));
+    assert_eq!(cache.bytes(), 0);
+    assert_eq!(cache.begin_group(info(2)), Err(CacheError::Ended));
+}
+
+#[tokio::test]
+async fn next_wakes_on_new_data() {
+    let cache = TrackCache::new(CacheLimits::default());
+    let mut f = cache.follow();
+    let writer = cache.clone();
+    let task = tokio::spawn(async move {
+        let g = writer.begin_group(info(1)).unwrap();
+        writer.push_object(g, 0, Bytes::from_static(b"z")).unwrap();
+        writer.end_group(g);
+        writer.end(TrackEnd::Finished);
+    });
+    let mut steps = Vec::new();
+    loop {
+        let step = f.next().await;
+        let end = matches!(step, FollowStep::End(_));
+        steps.push(step);
+        if end {
+            break;
+        }
+    }
+    task.await.unwrap();
+    assert_eq!(steps.len(), 4, "{steps:?}");
+}
