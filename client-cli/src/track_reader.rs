@@ -365,4 +365,32 @@ mod tests {
         drop(groups);
         reading.abort();
     }
+
+    /// An object over the limit is refused with a clear error; one within it arrives whole.
+    #[tokio::test]
+    async fn an_object_over_the_limit_is_refused_and_one_within_it_is_whole() {
+        let namespace = TrackNamespace::from_utf8_path("live/alice");
+        let (writer, reader) = Track::new(namespace, "video").produce();
+        let mut groups = writer.subgroups().expect("subgroups");
+        let mut writing = groups.create(group(0)).expect("group 0");
+        writing.write(Bytes::from(vec![7u8; 32])).expect("write");
+        writing.write(Bytes::from(vec![8u8; 16])).expect("write");
+        writing.finish().expect("finish");
+
+        let mut subgroups = subgroups(reader).await.expect("subgroups");
+        let mut reading = subgroups.next().await.expect("read").expect("group 0");
+        let mut big = reading.next().await.expect("read").expect("object 0");
+        let err = read_object(&mut big, 16)
+            .await
+            .expect_err("32 bytes over a 16-byte limit");
+        assert!(
+            err.to_string().contains("object 0 is larger than 16 bytes"),
+            "{err}"
+        );
+        let mut small = reading.next().await.expect("read").expect("object 1");
+        let payload = read_object(&mut small, 16)
+            .await
+            .expect("16 bytes within the limit");
+        assert_eq!(payload, Bytes::from(vec![8u8; 16]));
+    }
 }
