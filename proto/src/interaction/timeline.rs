@@ -166,7 +166,8 @@ pub enum ApplyError {
 impl Snapshot {
     /// Applies the event that follows this state. `media_ms` is the record's `M`.
     pub fn apply(&mut self, event: &Event, media_ms: Option<u64>) -> Result<(), ApplyError> {
-        if event.seq() != self.seq + 1 {
+        // The last possible sequence number has no successor: nothing follows it.
+        if self.seq.checked_add(1) != Some(event.seq()) {
             return Err(ApplyError::OutOfOrder {
                 have: self.seq,
                 got: event.seq(),
@@ -237,7 +238,9 @@ impl Snapshot {
 
     fn credit_tipper(&mut self, user: &str, name: &str, amount: u64) {
         match self.top_tippers.iter_mut().find(|t| t.user == user) {
-            Some(tipper) => tipper.total += amount,
+            // Saturating: a total past u64::MAX only comes from a hostile timeline, and
+            // every replica saturates alike, so they still agree.
+            Some(tipper) => tipper.total = tipper.total.saturating_add(amount),
             None => self.top_tippers.push(Tipper {
                 user: user.to_string(),
                 name: name.to_string(),
@@ -298,7 +301,7 @@ impl TimelineFollower {
             let seq = *entry.key();
             if seq <= state.seq {
                 entry.remove();
-            } else if seq == state.seq + 1 {
+            } else if state.seq.checked_add(1) == Some(seq) {
                 let (event, media_ms) = entry.remove();
                 if state.apply(&event, media_ms).is_ok() {
                     applied.push((event, media_ms));
@@ -425,5 +428,44 @@ mod tests {
         assert_eq!(state.top_tippers.len(), TOP_TIPPERS);
         assert_eq!(state.top_tippers[0].user, "b");
         assert_eq!(state.top_tippers[0].total, 11 + 16);
+    }
+
+    #[test]
+    fn the_last_sequence_number_has_no_successor() {
+        // A snapshot at seq u64::MAX (from a hostile timeline) made `seq + 1` overflow.
+        let mut state = Snapshot {
+            seq: u64::MAX,
+            ..Snapshot::default()
+        };
+        assert_eq!(
+            state.apply(&chat(0, "x"), None),
+            Err(ApplyError::OutOfOrder {
+                have: u64::MAX,
+                got: 0
+            })
+        );
+        let mut follower = TimelineFollower::default();
+        follower.push(record(TimelineData::Event(chat(0, "early"))));
+        assert!(follower
+            .push(record(TimelineData::Snapshot(state.clone())))
+            .is_empty());
+        assert_eq!(follower.state(), Some(&state));
+    }
+
+    #[test]
+    fn tip_totals_saturate_instead_of_overflowing() {
+        let mut state = Snapshot::default();
+        for seq in 1..=2 {
+            let tip = Event::Tip {
+                seq,
+                user: "whale".into(),
+                name: "W".into(),
+                amount: u64::MAX - 1,
+                message: None,
+                goal: None,
+            };
+            state.apply(&tip, None).unwrap();
+        }
+        assert_eq!(state.top_tippers[0].total, u64::MAX);
     }
 }
