@@ -37,6 +37,9 @@ cargo build --workspace --bins
 # well inside a 2-core machine.
 cargo test --workspace "$@" -- --test-threads=2
 
+# Every fuzz target for 10 s (fuzz/; the long runs are done outside CI).
+./scripts/fuzz.sh 10
+
 echo "viewer: JavaScript unit tests"
 node --test viewer/test/*.test.mjs
 echo "viewer: browser tests (headless Chromium)"
