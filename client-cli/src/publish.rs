@@ -14,7 +14,7 @@ use stagecast_media::ingest::{CmafIngest, IngestEvent};
 use stagecast_proto::endpoint::ClientEndpoint;
 use stagecast_proto::path::namespace_from_path;
 use stagecast_relay::cache::CacheLimits;
-use stagecast_relay::router::Source;
+use stagecast_relay::router::{Owner, Source};
 use stagecast_relay::upstream::{run_upstream, LinkState, UpstreamConfig};
 use stagecast_relay::{Relay, RelayConfig};
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -51,9 +51,11 @@ pub async fn run(args: PublishArgs) -> anyhow::Result<()> {
     let namespace = namespace_from_path(&args.broadcast)?;
     let relay = Relay::new(RelayConfig::default());
     let mut broadcast = CmafBroadcast::new(namespace.clone(), CacheLimits::default());
-    let _route = relay
-        .router()
-        .register(namespace, Source::Local(broadcast.broadcast().clone()));
+    let _route = relay.router().register(
+        namespace,
+        Source::Local(broadcast.broadcast().clone()),
+        Owner::Local,
+    )?;
 
     let trust = args.connect.trust(&args.url).await?;
     let (link_tx, link_rx) = watch::channel(LinkState::Connecting {

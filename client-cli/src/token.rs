@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
-use stagecast_proto::token::{now_secs, Claims, TokenKey};
+use stagecast_proto::token::{now_secs, Claims, TokenKey, MAX_EXP_SECS};
 
 #[derive(Subcommand, Debug)]
 pub enum TokenCommand {
@@ -42,6 +42,9 @@ pub struct IssueArgs {
     /// Path prefix the holder may subscribe to; repeat for several ("" for all).
     #[arg(long)]
     pub subscribe: Vec<String>,
+    /// Path prefix the holder moderates (role moderator); repeat for several.
+    #[arg(long)]
+    pub moderate: Vec<String>,
     /// Lifetime: seconds, or a number with s, m, h or d (`90s`, `30m`, `1h`, `7d`).
     #[arg(long, default_value = "1h", value_parser = parse_ttl)]
     pub ttl: Duration,
@@ -54,6 +57,9 @@ pub fn run(command: TokenCommand) -> anyhow::Result<()> {
             if args.publish.is_empty() && args.subscribe.is_empty() {
                 bail!("a token must grant something: give --publish and/or --subscribe");
             }
+            if args.role.as_deref() == Some("moderator") && args.moderate.is_empty() {
+                bail!("a moderator token names what it moderates: give --moderate PREFIX");
+            }
             let key = read_key(&args.key_file)?;
             let now = now_secs();
             let claims = Claims {
@@ -62,7 +68,8 @@ pub fn run(command: TokenCommand) -> anyhow::Result<()> {
                 role: args.role,
                 publish: args.publish,
                 subscribe: args.subscribe,
-                exp: now + args.ttl.as_secs(),
+                moderate: args.moderate,
+                exp: expiry(now, args.ttl)?,
                 iat: now,
             };
             println!("{}", key.issue(&claims)?);
@@ -79,6 +86,13 @@ fn read_key(path: &PathBuf) -> anyhow::Result<TokenKey> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     TokenKey::from_text(&text).with_context(|| format!("{} is not a usable key", path.display()))
+}
+
+/// The `exp` of a token issued at `now` (seconds since the epoch) that lasts `ttl`.
+fn expiry(now: u64, ttl: Duration) -> anyhow::Result<u64> {
+    now.checked_add(ttl.as_secs())
+        .filter(|exp| *exp <= MAX_EXP_SECS)
+        .with_context(|| format!("a lifetime of {}s ends after the year 9999", ttl.as_secs()))
 }
 
 /// A positive lifetime (`90s`, `30m`, `1h`, `7d`).
@@ -103,5 +117,15 @@ mod tests {
         assert!(parse_ttl("0").is_err());
         assert!(parse_ttl("500ms").is_err());
         assert!(parse_ttl("1w").is_err());
+    }
+
+    #[test]
+    fn a_lifetime_past_the_year_9999_is_refused() {
+        // `--ttl 18446744073709551615` parses; `now + ttl` overflowed (a panic in debug
+        // builds, a token expired since 1970 in release ones).
+        let ttl = parse_ttl(&u64::MAX.to_string()).unwrap();
+        assert!(expiry(now_secs(), ttl).is_err());
+        assert!(expiry(u64::MAX, Duration::from_secs(1)).is_err());
+        assert_eq!(expiry(100, Duration::from_secs(60)).unwrap(), 160);
     }
 }

@@ -18,6 +18,7 @@ use url::Url;
 use web_transport_quinn::proto::{ConnectRequest, ConnectResponse};
 use web_transport_quinn::Session;
 
+use crate::admission::{Admission, AdmissionLimits, Admit};
 use crate::certificate::ServerIdentity;
 use crate::trust::ClientTrust;
 
@@ -54,12 +55,40 @@ pub enum EndpointError {
     Timeout(String),
 }
 
-fn transport_config() -> Arc<quinn::TransportConfig> {
-    Arc::new(base_transport_config())
+/// Bytes a peer may send on one connection ahead of what this side has read, by default.
+/// quinn's own default is unbounded (VarInt::MAX): one peer could make a node buffer
+/// hundreds of MB it has not read. 16 MiB is a second of 128 Mbit/s.
+pub const DEFAULT_RECEIVE_WINDOW: u64 = 16 * 1024 * 1024;
+
+/// What a server endpoint bounds, and where it writes qlogs.
+#[derive(Clone, Debug)]
+pub struct EndpointOptions {
+    pub admission: AdmissionLimits,
+    /// Connection-level flow-control window (bytes received but not yet read).
+    pub receive_window: u64,
+    /// Where to write a qlog per connection; off when `None`.
+    pub qlog_dir: Option<PathBuf>,
 }
 
-fn base_transport_config() -> quinn::TransportConfig {
+impl Default for EndpointOptions {
+    fn default() -> Self {
+        Self {
+            admission: AdmissionLimits::default(),
+            receive_window: DEFAULT_RECEIVE_WINDOW,
+            qlog_dir: None,
+        }
+    }
+}
+
+fn transport_config(receive_window: u64) -> Arc<quinn::TransportConfig> {
+    Arc::new(base_transport_config(receive_window))
+}
+
+fn base_transport_config(receive_window: u64) -> quinn::TransportConfig {
     let mut transport = quinn::TransportConfig::default();
+    transport.receive_window(
+        quinn::VarInt::from_u64(receive_window).unwrap_or(quinn::VarInt::from_u32(u32::MAX)),
+    );
     // A vanished peer is noticed within IDLE_TIMEOUT (a live stream stalled longer is
     // broken anyway); keep-alives stop an idle but healthy session (a subscriber waiting
     // for the next group) from timing out.
@@ -124,6 +153,36 @@ pub struct Accepted {
     /// The WebTransport CONNECT URL (path and query carry the broadcast and `?jwt=`);
     /// for raw QUIC the path arrives later in the MoQ SETUP.
     pub url: Url,
+    /// Holds the connection's slot against the endpoint's connection caps until dropped:
+    /// keep it as long as the session.
+    pub permit: ConnectionPermit,
+}
+
+/// Told each time a limit refuses (or, for `quic_retry`, defers) a connection.
+pub type LimitHook = Arc<dyn Fn(&'static str) + Send + Sync>;
+
+/// A connection's slot against the caps of [`AdmissionLimits`]; released when dropped.
+pub struct ConnectionPermit {
+    admission: Arc<std::sync::Mutex<Admission>>,
+    ip: std::net::IpAddr,
+    established: bool,
+}
+
+impl ConnectionPermit {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Admission> {
+        self.admission.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Drop for ConnectionPermit {
+    fn drop(&mut self) {
+        let ip = self.ip;
+        if self.established {
+            self.lock().closed(ip);
+        } else {
+            self.lock().handshake_done(ip, false);
+        }
+    }
 }
 
 type Handshake = futures_util::future::BoxFuture<'static, Result<Accepted, String>>;
@@ -140,10 +199,16 @@ pub struct ServerEndpoint {
     /// Set by [`EndpointHandle::refuse_new`]: new connections are refused at once
     /// (CONNECTION_REFUSED), so a client that retries here learns it without waiting.
     refusing: Arc<std::sync::atomic::AtomicBool>,
+    admission: Arc<std::sync::Mutex<Admission>>,
+    on_limit: LimitHook,
+    receive_window: u64,
 }
 
 /// The QUIC server configuration for `identity`, offering WebTransport and raw MoQT.
-fn server_config(identity: &ServerIdentity) -> Result<quinn::ServerConfig, EndpointError> {
+fn server_config(
+    identity: &ServerIdentity,
+    receive_window: u64,
+) -> Result<quinn::ServerConfig, EndpointError> {
     let mut alpns: Vec<&[u8]> = vec![web_transport_quinn::ALPN.as_bytes()];
     alpns.extend(
         moq_transport::setup::SUPPORTED_ALPNS
@@ -155,7 +220,7 @@ fn server_config(identity: &ServerIdentity) -> Result<quinn::ServerConfig, Endpo
         .map_err(|e| EndpointError::Tls(e.to_string()))?;
     let crypto = QuicServerConfig::try_from(tls).map_err(|e| EndpointError::Tls(e.to_string()))?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    config.transport_config(transport_config());
+    config.transport_config(transport_config(receive_window));
     Ok(config)
 }
 
@@ -182,13 +247,14 @@ pub struct EndpointHandle {
     quic: quinn::Endpoint,
     config: Arc<std::sync::Mutex<quinn::ServerConfig>>,
     refusing: Arc<std::sync::atomic::AtomicBool>,
+    receive_window: u64,
 }
 
 impl EndpointHandle {
     /// Replaces the certificate: new handshakes use the new one, open connections keep
     /// theirs.
     pub fn set_identity(&self, identity: &ServerIdentity) -> Result<(), EndpointError> {
-        let config = server_config(identity)?;
+        let config = server_config(identity, self.receive_window)?;
         *self.config.lock().unwrap_or_else(|p| p.into_inner()) = config.clone();
         self.quic.set_server_config(Some(config));
         Ok(())
@@ -214,16 +280,16 @@ impl EndpointHandle {
 
 impl ServerEndpoint {
     pub fn bind(addr: SocketAddr, identity: &ServerIdentity) -> Result<Self, EndpointError> {
-        Self::bind_with_qlog(addr, identity, None)
+        Self::bind_with(addr, identity, EndpointOptions::default())
     }
 
-    /// Like [`Self::bind`], writing a qlog of every connection into `qlog_dir`.
-    pub fn bind_with_qlog(
+    /// Like [`Self::bind`], with the limits and qlog directory of `options`.
+    pub fn bind_with(
         addr: SocketAddr,
         identity: &ServerIdentity,
-        qlog_dir: Option<PathBuf>,
+        options: EndpointOptions,
     ) -> Result<Self, EndpointError> {
-        let config = server_config(identity)?;
+        let config = server_config(identity, options.receive_window)?;
         let shared_config = Arc::new(std::sync::Mutex::new(config.clone()));
         let socket = bind_udp(addr)?;
         let runtime = quinn::default_runtime().ok_or_else(|| EndpointError::Bind {
@@ -236,10 +302,18 @@ impl ServerEndpoint {
         Ok(Self {
             quic,
             handshakes: Default::default(),
-            qlog_dir: qlog_dir.map(Arc::new),
+            qlog_dir: options.qlog_dir.map(Arc::new),
             config: shared_config,
             refusing: Default::default(),
+            admission: Arc::new(std::sync::Mutex::new(Admission::new(options.admission))),
+            on_limit: Arc::new(|_| {}),
+            receive_window: options.receive_window,
         })
+    }
+
+    /// Calls `hook` with the limit's name each time one refuses a connection.
+    pub fn on_limit(&mut self, hook: LimitHook) {
+        self.on_limit = hook;
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -252,6 +326,7 @@ impl ServerEndpoint {
             quic: self.quic.clone(),
             config: self.config.clone(),
             refusing: self.refusing.clone(),
+            receive_window: self.receive_window,
         }
     }
 
@@ -266,13 +341,48 @@ impl ServerEndpoint {
                         incoming.refuse();
                         continue;
                     }
+                    let ip = incoming.remote_address().ip();
+                    let admit = self
+                        .admission
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .incoming(ip, incoming.remote_address_validated(), incoming.may_retry());
+                    match admit {
+                        Admit::Accept => {}
+                        Admit::Retry => {
+                            (self.on_limit)("quic_retry");
+                            if let Err(err) = incoming.retry() {
+                                err.into_incoming().ignore();
+                            }
+                            continue;
+                        }
+                        Admit::Refuse(limit) => {
+                            (self.on_limit)(limit);
+                            tracing::debug!(%ip, limit, "connection refused by a limit");
+                            incoming.refuse();
+                            continue;
+                        }
+                    }
+                    let permit = ConnectionPermit {
+                        admission: self.admission.clone(),
+                        ip,
+                        established: false,
+                    };
                     let qlog = self.qlog_dir.as_ref().map(|dir| {
-                        (dir.clone(), self.config.lock().unwrap_or_else(|p| p.into_inner()).clone())
+                        (
+                            dir.clone(),
+                            self.config.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+                            self.receive_window,
+                        )
                     });
                     let handshake = async move {
-                        tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(incoming, qlog))
-                            .await
-                            .map_err(|_| "handshake timed out".to_string())?
+                        let mut accepted =
+                            tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(incoming, qlog, permit))
+                                .await
+                                .map_err(|_| "handshake timed out".to_string())??;
+                        accepted.permit.lock().handshake_done(ip, true);
+                        accepted.permit.established = true;
+                        Ok(accepted)
                     };
                     self.handshakes.push(handshake.boxed());
                 }
@@ -290,12 +400,13 @@ fn accept_with_qlog(
     incoming: quinn::Incoming,
     dir: &Path,
     mut config: quinn::ServerConfig,
+    receive_window: u64,
 ) -> Result<quinn::Connecting, String> {
     let cid = incoming.orig_dst_cid();
     let path = dir.join(format!("{cid}_server.qlog"));
     let file = std::fs::File::create(&path)
         .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-    let mut transport = base_transport_config();
+    let mut transport = base_transport_config(receive_window);
     let mut qlog = quinn::QlogConfig::default();
     qlog.writer(Box::new(std::io::BufWriter::new(file)))
         .title(Some("stagecast".into()));
@@ -308,11 +419,12 @@ fn accept_with_qlog(
 
 async fn handshake(
     incoming: quinn::Incoming,
-    qlog: Option<(Arc<PathBuf>, quinn::ServerConfig)>,
+    qlog: Option<(Arc<PathBuf>, quinn::ServerConfig, u64)>,
+    permit: ConnectionPermit,
 ) -> Result<Accepted, String> {
     let remote = incoming.remote_address();
     let connecting = match qlog {
-        Some((dir, config)) => accept_with_qlog(incoming, &dir, config)?,
+        Some((dir, config, window)) => accept_with_qlog(incoming, &dir, config, window)?,
         None => incoming.accept().map_err(|e| e.to_string())?,
     };
     let conn = connecting.await.map_err(|e| e.to_string())?;
@@ -352,6 +464,7 @@ async fn handshake(
             transport: Transport::WebTransport,
             remote,
             url,
+            permit,
         })
     } else if alpn == MOQT_ALPN.as_bytes() {
         let url = Url::parse("moqt://localhost/").map_err(|e| e.to_string())?;
@@ -361,6 +474,7 @@ async fn handshake(
             transport: Transport::RawQuic,
             remote,
             url,
+            permit,
         })
     } else {
         conn.close(quinn::VarInt::from_u32(0x100), b"unsupported ALPN");
@@ -435,7 +549,7 @@ impl ClientEndpoint {
         let crypto =
             QuicClientConfig::try_from(tls).map_err(|e| EndpointError::Tls(e.to_string()))?;
         let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-        config.transport_config(transport_config());
+        config.transport_config(transport_config(DEFAULT_RECEIVE_WINDOW));
 
         let connect_err = |reason: String| EndpointError::Connect {
             url: url.to_string(),

@@ -15,6 +15,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 pub const JWT_TOKEN_TYPE: u64 = 0;
 /// Longest token accepted, so a peer cannot make us parse megabytes.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+/// The latest expiry a token can name, 9999-12-31T23:59:59Z: a later `exp` means the same.
+pub const MAX_EXP_SECS: u64 = 253_402_300_799;
 
 /// Why a token was not accepted. Each says whose fault it is: the holder's.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -50,6 +52,10 @@ pub struct Claims {
     /// Path prefixes the holder may subscribe to.
     #[serde(default)]
     pub subscribe: Vec<String>,
+    /// Path prefixes the holder moderates (with role `moderator`); none by default, so a
+    /// moderator token moderates only the broadcasts it names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub moderate: Vec<String>,
     /// Expiry, seconds since the Unix epoch.
     pub exp: u64,
     /// Issue time, seconds since the Unix epoch.
@@ -70,8 +76,16 @@ impl Claims {
             .any(|prefix| path_has_prefix(path, prefix))
     }
 
+    pub fn may_moderate(&self, path: &str) -> bool {
+        self.moderate
+            .iter()
+            .any(|prefix| path_has_prefix(path, prefix))
+    }
+
+    /// When the token expires. An `exp` past [`MAX_EXP_SECS`] (the end of year 9999)
+    /// counts as that: `UNIX_EPOCH + u64::MAX` seconds is not a time and would panic.
     pub fn expires_at(&self) -> SystemTime {
-        UNIX_EPOCH + Duration::from_secs(self.exp)
+        UNIX_EPOCH + Duration::from_secs(self.exp.min(MAX_EXP_SECS))
     }
 }
 
@@ -135,12 +149,22 @@ impl TokenKey {
 
     /// Checks the signature and expiry (no leeway: an expired token is expired).
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        self.decode(token, true)
+    }
+
+    /// Checks the signature only: for telling who held a token that has since expired
+    /// (a guest renewing its identity), never for granting access.
+    pub fn verify_ignoring_expiry(&self, token: &str) -> Result<Claims, TokenError> {
+        self.decode(token, false)
+    }
+
+    fn decode(&self, token: &str, check_expiry: bool) -> Result<Claims, TokenError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::TooLong);
         }
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
-        validation.validate_exp = true;
+        validation.validate_exp = check_expiry;
         validation.required_spec_claims = ["exp"].into_iter().map(String::from).collect();
         jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(&self.secret), &validation)
             .map(|data| data.claims)
@@ -175,6 +199,7 @@ mod tests {
             role: Some("creator".into()),
             publish: vec!["live/alice".into()],
             subscribe: vec!["live/".into()],
+            moderate: Vec::new(),
             exp: (now_secs() as i64 + ttl) as u64,
             iat: now_secs(),
         }
@@ -233,5 +258,19 @@ mod tests {
         assert!(path_has_prefix("a/b", "/"));
         assert!(path_has_prefix("a/b", "a/"));
         assert!(!path_has_prefix("ab/c", "a"));
+    }
+
+    #[test]
+    fn an_expiry_past_the_representable_is_the_latest_expiry() {
+        // A correctly signed token with exp = u64::MAX made `expires_at` (and with it the
+        // relay's session task) panic: UNIX_EPOCH + u64::MAX seconds overflows.
+        let key = key();
+        let mut far = claims(60);
+        far.exp = u64::MAX;
+        let got = key.verify(&key.issue(&far).unwrap()).unwrap();
+        assert_eq!(
+            got.expires_at(),
+            UNIX_EPOCH + Duration::from_secs(MAX_EXP_SECS)
+        );
     }
 }

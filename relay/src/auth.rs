@@ -154,6 +154,17 @@ impl SessionAuth {
         }
     }
 
+    /// Who owns what this session publishes: a second session may replace its routes
+    /// only with the same identity (a reconnect).
+    pub fn owner(&self) -> crate::router::Owner {
+        match self {
+            SessionAuth::Checked {
+                claims: Some(c), ..
+            } => crate::router::Owner::Subject(c.sub.clone()),
+            _ => crate::router::Owner::Anyone,
+        }
+    }
+
     /// Who the holder is, for logs.
     pub fn subject(&self) -> &str {
         match self {
@@ -195,6 +206,7 @@ mod tests {
             role: None,
             publish: publish.iter().map(|s| s.to_string()).collect(),
             subscribe: subscribe.iter().map(|s| s.to_string()).collect(),
+            moderate: Vec::new(),
             exp: (now_secs() as i64 + ttl) as u64,
             iat: now_secs(),
         })

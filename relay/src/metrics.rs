@@ -32,6 +32,9 @@ impl Gauge {
     pub fn dec(&self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
+    pub fn set(&self, value: i64) {
+        self.0.store(value, Ordering::Relaxed);
+    }
     pub fn get(&self) -> i64 {
         self.0.load(Ordering::Relaxed)
     }
@@ -81,6 +84,41 @@ pub struct MetricsInner {
     pub interaction_streams_total: Counter,
     pub interaction_streams_forwarded_total: Counter,
     pub interaction_streams_refused_total: Counter,
+    /// Interaction channels open at the origin.
+    pub interaction_channels: Gauge,
+    /// Requests refused by a resource limit, by limit name.
+    pub limits_refused: LimitRefusals,
+}
+
+/// How many times each resource limit refused something, by the limit's name
+/// (`guest_rate`, `quic_connections_per_address`, ...), rendered as one labelled counter.
+/// Refusals are rare next to the data path, so a lock over a small map is cheap enough.
+#[derive(Default)]
+pub struct LimitRefusals(std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>);
+
+impl LimitRefusals {
+    /// Counts one refusal by `limit`.
+    pub fn inc(&self, limit: &'static str) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        *map.entry(limit).or_default() += 1;
+    }
+
+    pub fn get(&self, limit: &str) -> u64 {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(limit).copied().unwrap_or(0)
+    }
+
+    fn render(&self, out: &mut String) {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let name = "stagecast_limit_refused_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Requests, connections and streams refused by a resource limit.\n# TYPE {name} counter"
+        );
+        for (limit, value) in map.iter() {
+            let _ = writeln!(out, "{name}{{limit=\"{limit}\"}} {value}");
+        }
+    }
 }
 
 /// Shared handle to the relay's metrics.
@@ -124,6 +162,11 @@ impl Metrics {
             "stagecast_cache_bytes",
             "Payload bytes held in the shared track caches.",
             i64::try_from(cache_bytes).unwrap_or(i64::MAX),
+        );
+        gauge(
+            "stagecast_interaction_channels",
+            "Interaction channels open (origin only: one per live broadcast in use).",
+            self.interaction_channels.get(),
         );
         gauge(
             "stagecast_upstream_connected",
@@ -230,6 +273,7 @@ impl Metrics {
         ] {
             counter(name, help, value.get());
         }
+        self.limits_refused.render(&mut out);
         out
     }
 }
@@ -251,5 +295,10 @@ mod tests {
         assert!(text.contains("\nstagecast_sessions 0\n"));
         assert!(text.contains("\nstagecast_upstream_subscriptions 1\n"));
         assert!(text.contains("# TYPE stagecast_sessions_total counter"));
+        metrics.limits_refused.inc("guest_rate");
+        metrics.limits_refused.inc("guest_rate");
+        assert!(metrics
+            .render(0)
+            .contains("\nstagecast_limit_refused_total{limit=\"guest_rate\"} 2\n"));
     }
 }

@@ -43,6 +43,26 @@ pub struct RelayConfig {
     /// Tracks this node adds to broadcasts routed here (the origin's `interaction`
     /// track), served before any other source.
     pub extra_tracks: Option<Arc<dyn ExtraTracks>>,
+    /// FETCHes per session, groups per FETCH, bytes per FETCH.
+    pub fetch: crate::fetch_merge::FetchLimits,
+    /// What one session may hold and how long it has to set up.
+    pub sessions: SessionLimits,
+}
+
+/// Bounds on one peer session.
+#[derive(Clone, Copy, Debug)]
+pub struct SessionLimits {
+    /// How long a new connection has to complete the MoQ SETUP exchange (a connection
+    /// that never sends one would otherwise be kept alive by the node's keep-alives).
+    pub setup_timeout: std::time::Duration,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        Self {
+            setup_timeout: std::time::Duration::from_secs(10),
+        }
+    }
 }
 
 /// Tracks a node serves itself inside broadcasts that others publish.
@@ -89,20 +109,19 @@ pub struct Relay(Arc<RelayInner>);
 impl Relay {
     pub fn new(config: RelayConfig) -> Self {
         let metrics = Metrics::default();
+        // One budget for cached groups and for FETCH data in flight.
+        let budget = CacheBudget::new(config.cache_bytes.unwrap_or(usize::MAX));
+        let fetches = FetchMerger::new(budget.clone(), config.fetch);
         Self(Arc::new(RelayInner {
             router: Router::default(),
-            registry: TrackRegistry::new(
-                config.cache,
-                CacheBudget::new(config.cache_bytes.unwrap_or(usize::MAX)),
-                metrics.clone(),
-            ),
+            registry: TrackRegistry::new(config.cache, budget.clone(), metrics.clone()),
             metrics,
             config,
             next_session: AtomicU64::new(1),
             upstream: watch::Sender::new(None),
             draining: watch::Sender::new(false),
             goaway: watch::Sender::new(None),
-            fetches: FetchMerger::default(),
+            fetches,
         }))
     }
 

@@ -1,7 +1,9 @@
 //! Which source serves a namespace: a peer session that published it (a publisher or a
 //! downstream relay that forwarded its publisher's PUBLISH_NAMESPACE), or a broadcast
 //! published inside this process. Longest prefix wins; among equals the newest
-//! registration, so a publisher that reconnects takes over from its stale session.
+//! registration, so a publisher that reconnects takes over from its stale session. A
+//! namespace live under one identity cannot be registered by another: that would be a
+//! takeover of someone else's broadcast, not a reconnect.
 
 use std::sync::{Arc, Mutex};
 
@@ -34,10 +36,39 @@ impl Source {
     }
 }
 
+/// Who registered a route, to tell a reconnect (same owner) from a takeover.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Owner {
+    /// Nobody to compare: authorization is off, or the node's own upstream link.
+    Anyone,
+    /// A broadcast published inside this process (the demo channel, an ingest).
+    Local,
+    /// A session whose token names this subject.
+    Subject(String),
+}
+
+impl Owner {
+    /// Whether a route owned by `self` must not be replaced by one owned by `newcomer`.
+    fn excludes(&self, newcomer: &Owner) -> bool {
+        match (self, newcomer) {
+            (Owner::Anyone, _) | (_, Owner::Anyone) => false,
+            (a, b) => a != b,
+        }
+    }
+}
+
+/// A namespace is live here under another owner.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{path} is already being published by someone else")]
+pub struct RouteTaken {
+    pub path: String,
+}
+
 struct Route {
     id: u64,
     namespace: TrackNamespace,
     source: Source,
+    owner: Owner,
 }
 
 struct RouterState {
@@ -70,24 +101,45 @@ impl Router {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Routes `namespace` to `source` until the returned guard is dropped.
-    pub fn register(&self, namespace: TrackNamespace, source: Source) -> RouteGuard {
+    /// Routes `namespace` to `source` until the returned guard is dropped, unless the
+    /// namespace is live here under an owner other than `owner`.
+    pub fn register(
+        &self,
+        namespace: TrackNamespace,
+        source: Source,
+        owner: Owner,
+    ) -> Result<RouteGuard, RouteTaken> {
         let id = {
             let mut state = self.lock();
+            let taken = state
+                .routes
+                .iter()
+                .any(|r| r.namespace == namespace && r.owner.excludes(&owner));
+            if taken {
+                return Err(RouteTaken {
+                    path: stagecast_proto::path::path_from_namespace(&namespace),
+                });
+            }
             let id = state.next_id;
             state.next_id += 1;
             state.routes.push(Route {
                 id,
                 namespace,
                 source,
+                owner,
             });
             id
         };
         self.publish_announced();
-        RouteGuard {
+        Ok(RouteGuard {
             router: self.clone(),
             id,
-        }
+        })
+    }
+
+    /// Whether exactly `namespace` (not only a prefix of it) is routed here.
+    pub fn is_published(&self, namespace: &TrackNamespace) -> bool {
+        self.lock().routes.iter().any(|r| &r.namespace == namespace)
     }
 
     fn unregister(&self, id: u64) {
@@ -183,11 +235,20 @@ mod tests {
     #[test]
     fn longest_prefix_then_newest_wins_and_guards_unregister() {
         let router = Router::default();
-        let a = router.register(ns("live"), Source::Local(LocalBroadcast::new(ns("live"))));
-        let b = router.register(
-            ns("live/alice"),
-            Source::Local(LocalBroadcast::new(ns("live/alice"))),
-        );
+        let a = router
+            .register(
+                ns("live"),
+                Source::Local(LocalBroadcast::new(ns("live"))),
+                Owner::Anyone,
+            )
+            .unwrap();
+        let b = router
+            .register(
+                ns("live/alice"),
+                Source::Local(LocalBroadcast::new(ns("live/alice"))),
+                Owner::Anyone,
+            )
+            .unwrap();
         let pick = |path: &str| match router.route(&ns(path)) {
             Some(Source::Local(b)) => {
                 Some(stagecast_proto::path::path_from_namespace(b.namespace()))
@@ -197,10 +258,13 @@ mod tests {
         assert_eq!(pick("live/alice").as_deref(), Some("live/alice"));
         assert_eq!(pick("live/bob").as_deref(), Some("live"));
         assert_eq!(pick("other"), None);
-        let newer = router.register(
-            ns("live/alice"),
-            Source::Local(LocalBroadcast::new(ns("live/alice/2"))),
-        );
+        let newer = router
+            .register(
+                ns("live/alice"),
+                Source::Local(LocalBroadcast::new(ns("live/alice/2"))),
+                Owner::Anyone,
+            )
+            .unwrap();
         assert_eq!(pick("live/alice").as_deref(), Some("live/alice/2"));
         drop(newer);
         assert_eq!(pick("live/alice").as_deref(), Some("live/alice"));
@@ -209,5 +273,45 @@ mod tests {
         assert_eq!(router.paths(), vec!["live".to_string()]);
         drop(a);
         assert!(router.announced().borrow().is_empty());
+    }
+
+    #[test]
+    fn another_owner_cannot_take_a_live_namespace() {
+        let router = Router::default();
+        let local = |path: &str| Source::Local(LocalBroadcast::new(ns(path)));
+        let alice = |n: &str| Owner::Subject(format!("alice{n}"));
+        let first = router
+            .register(ns("live/alice"), local("first"), alice(""))
+            .unwrap();
+        // The same publisher reconnecting replaces its stale route.
+        let again = router
+            .register(ns("live/alice"), local("again"), alice(""))
+            .unwrap();
+        assert_eq!(
+            router
+                .register(ns("live/alice"), local("mallory"), alice("-not"))
+                .err(),
+            Some(RouteTaken {
+                path: "live/alice".into()
+            })
+        );
+        // A longer namespace under it is a different broadcast, not a takeover.
+        assert!(router
+            .register(ns("live/alice/extra"), local("x"), alice("-not"))
+            .is_ok());
+        let demo = router
+            .register(ns("demo/live"), local("demo"), Owner::Local)
+            .unwrap();
+        assert!(router
+            .register(ns("demo/live"), local("m"), alice(""))
+            .is_err());
+        assert!(router.is_published(&ns("demo/live")));
+        assert!(!router.is_published(&ns("demo/live/random")));
+        assert!(!router.is_published(&ns("demo")));
+        drop((first, again, demo));
+        // Once the owner's routes are gone, the path is free.
+        assert!(router
+            .register(ns("live/alice"), local("m"), alice("-not"))
+            .is_ok());
     }
 }

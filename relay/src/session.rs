@@ -22,12 +22,16 @@ use crate::metrics::GaugeGuard;
 use crate::relay::Relay;
 use crate::router::{SessionId, Source};
 
+/// Draft-18 §15.10.1 PROTOCOL_VIOLATION: the peer did not follow the protocol (here: no
+/// SETUP in time).
+const SESSION_PROTOCOL_VIOLATION: u32 = 0x3;
 /// How long a session closed for a reason is kept while the close reaches the peer.
 const CLOSE_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Serves an accepted connection until it closes.
 pub async fn serve_session(relay: Relay, accepted: Accepted) -> Result<(), SessionError> {
     let remote = accepted.remote;
+    let _permit = accepted.permit;
     let transport = accepted.session.clone();
     let (interaction_tx, interaction_rx) = mpsc::channel(MAX_STREAMS_PER_SESSION);
     let demux = DemuxSession::new(
@@ -36,12 +40,19 @@ pub async fn serve_session(relay: Relay, accepted: Accepted) -> Result<(), Sessi
         relay.metrics().clone(),
         relay.goaway_notice(),
     );
-    let (session, publisher, subscriber) = Session::accept(
+    let setup_timeout = relay.config().sessions.setup_timeout;
+    let setup = Session::accept(
         moq_transport::session::transport::Session::new(demux, accepted.url.clone()),
         None,
         accepted.transport,
-    )
-    .await?;
+    );
+    let Ok(setup) = tokio::time::timeout(setup_timeout, setup).await else {
+        relay.metrics().limits_refused.inc("setup_timeout");
+        tracing::info!(%remote, "session refused: no SETUP in time");
+        transport.close(SESSION_PROTOCOL_VIOLATION, b"no SETUP in time");
+        return Ok(());
+    };
+    let (session, publisher, subscriber) = setup?;
     let auth = match relay
         .config()
         .auth
@@ -246,19 +257,28 @@ async fn accept_namespaces(
             return None;
         }
         let relay = relay.clone();
+        let owner = auth.owner();
         let source = Source::Session {
             session: id,
             subscriber: Box::new(subscriber.clone()),
         };
         Some(async move {
             let namespace = published.info.namespace.clone();
+            let _route = match relay.router().register(namespace.clone(), source, owner) {
+                Ok(route) => route,
+                Err(err) => {
+                    relay.metrics().auth_failures_total.inc();
+                    tracing::info!(session = id, %err, "namespace refused: not a reconnect of its publisher");
+                    let _ = published.reject(RequestErrorCode::Unauthorized as u64, &err.to_string());
+                    return;
+                }
+            };
             if let Err(err) = published.ok() {
                 tracing::debug!(%namespace, %err, "could not accept namespace");
                 return;
             }
             relay.metrics().namespaces_published_total.inc();
             tracing::info!(session = id, %namespace, "namespace published");
-            let _route = relay.router().register(namespace.clone(), source);
             let _ = published.closed().await;
             tracing::info!(session = id, %namespace, "namespace withdrawn");
         })

@@ -125,7 +125,11 @@ pub async fn run_upstream(
                         // Move now, while the draining upstream still serves: subscribers
                         // continue on the next group from the new link.
                         going_away = true;
-                        moved_to = Url::parse(&goaway.new_session_uri).ok();
+                        moved_to = goaway_target(&url, &config.urls, &goaway.new_session_uri);
+                        if moved_to.is_none() && !goaway.new_session_uri.is_empty() {
+                            relay.metrics().limits_refused.inc("goaway_elsewhere");
+                            tracing::warn!(%url, to = %goaway.new_session_uri, "not following GOAWAY to a host that is not a configured upstream");
+                        }
                         transport.close(0, b"going away");
                         Ok(())
                     }
@@ -169,6 +173,22 @@ pub async fn run_upstream(
         tokio::time::sleep(retry_in).await;
         backoff = (backoff * 2).min(BACKOFF_MAX);
     }
+}
+
+/// Where to reconnect after a GOAWAY from `current` naming `new_uri`: there if it is
+/// the same host as `current` or one of the operator's `configured` upstreams, since the
+/// link carries this node's token to it; `None` (go on with the configured upstreams)
+/// otherwise, or when the GOAWAY names no URI.
+pub fn goaway_target(current: &Url, configured: &[Url], new_uri: &str) -> Option<Url> {
+    let target = Url::parse(new_uri).ok()?;
+    if !matches!(target.scheme(), "moqt" | "https") {
+        return None;
+    }
+    let same_host = target.host() == current.host();
+    let configured = configured.iter().any(|u| {
+        u.host() == target.host() && u.port_or_known_default() == target.port_or_known_default()
+    });
+    (same_host || configured).then_some(target)
 }
 
 /// How long a failed session's connection is given to show the upstream's close.
@@ -334,4 +354,35 @@ async fn forward_one(
         }
     }
     while serving.join_next().await.is_some() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::goaway_target;
+    use url::Url;
+
+    fn url(s: &str) -> Url {
+        Url::parse(s).unwrap()
+    }
+
+    #[test]
+    fn goaway_is_followed_only_to_the_same_host_or_a_configured_upstream() {
+        let current = url("moqt://origin-a.example:4443");
+        let configured = [current.clone(), url("moqt://origin-b.example:4443")];
+        let to = |uri: &str| goaway_target(&current, &configured, uri).map(|u| u.to_string());
+        assert_eq!(
+            to("moqt://origin-a.example:5443/").as_deref(),
+            Some("moqt://origin-a.example:5443/")
+        );
+        assert_eq!(
+            to("moqt://origin-b.example:4443").as_deref(),
+            Some("moqt://origin-b.example:4443")
+        );
+        // Another host, or a configured host on another port, would be given our token.
+        assert_eq!(to("moqt://evil.example:4443"), None);
+        assert_eq!(to("moqt://origin-b.example:9999"), None);
+        assert_eq!(to("http://origin-a.example:4443"), None);
+        assert_eq!(to(""), None);
+        assert_eq!(to("not a url"), None);
+    }
 }

@@ -7,7 +7,7 @@ use stagecast_cli::broadcast::CmafBroadcast;
 use stagecast_cli::pacing::Pacer;
 use stagecast_media::ingest::{CmafIngest, IngestEvent};
 use stagecast_proto::path::namespace_from_path;
-use stagecast_relay::router::Source;
+use stagecast_relay::router::{Owner, Source};
 use stagecast_relay::Relay;
 
 pub const DEMO_BROADCAST: &str = "demo/live";
@@ -20,9 +20,11 @@ const FEED_CHUNK: usize = 16 * 1024;
 pub async fn run_demo(relay: Relay) -> anyhow::Result<()> {
     let namespace = namespace_from_path(DEMO_BROADCAST)?;
     let mut broadcast = CmafBroadcast::new(namespace.clone(), relay.config().cache);
-    let _route = relay
-        .router()
-        .register(namespace, Source::Local(broadcast.broadcast().clone()));
+    let _route = relay.router().register(
+        namespace,
+        Source::Local(broadcast.broadcast().clone()),
+        Owner::Local,
+    )?;
     let mut ingest = CmafIngest::new();
     let mut pacer = Pacer::default();
     tracing::info!(broadcast = DEMO_BROADCAST, "demo channel live");

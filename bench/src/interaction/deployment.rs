@@ -121,6 +121,7 @@ impl Deployment {
             role: Some("viewer".into()),
             publish: Vec::new(),
             subscribe: vec![String::new()],
+            moderate: Vec::new(),
             exp: now + TOKEN_SECS,
             iat: now,
         })?)

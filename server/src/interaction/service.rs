@@ -2,9 +2,16 @@
 //! requests answered in order by the [`Authority`]. Also the relay engine's two hooks:
 //! interaction streams land here, and the `interaction` track of every live broadcast is
 //! served from its timeline.
+//!
+//! A hello is taken only for a broadcast live here (matched exactly, so made-up sub-paths
+//! open nothing) that the token, or anonymous access, may watch. A stream that sends
+//! nothing for [`ServiceConfig::idle_timeout`] is closed (the viewer page opens a new one
+//! when it has something to say), and channels nobody uses after their broadcast ended
+//! are closed.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -17,6 +24,7 @@ use stagecast_proto::interaction::{
 use stagecast_proto::path::namespace_from_path;
 use stagecast_proto::token::{now_secs, Claims, TokenKey};
 use stagecast_proto::web_transport_quinn;
+use stagecast_relay::auth::{AuthPolicy, SessionAuth};
 use stagecast_relay::cache::TrackCache;
 use stagecast_relay::demux::InteractionStream;
 use stagecast_relay::forward::InteractionAuthority;
@@ -25,9 +33,10 @@ use stagecast_relay::Relay;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, oneshot};
 
-use super::authority::Authority;
+use super::authority::{Authority, OpenError};
 use super::clock::run_clock;
-use super::rules::{Actor, Role};
+use super::rules::{now_ms, Actor, Role};
+use crate::names::{normalize_name, ReservedNames};
 
 /// How long a new stream has to send its hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -36,12 +45,28 @@ const TICK: Duration = Duration::from_millis(100);
 /// Requests waiting for the authority's thread; a stream whose request does not fit waits
 /// to send it.
 const REQUEST_QUEUE: usize = 1024;
+/// How often channels are checked for having become idle.
+const IDLE_CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// What the service needs besides the authority.
+#[derive(Clone)]
+pub struct ServiceConfig {
+    pub key: Option<TokenKey>,
+    /// The node's access rules: a hello must come from someone who may watch.
+    pub auth: AuthPolicy,
+    /// Creators' display names, which no one else may appear under.
+    pub names: Arc<ReservedNames>,
+    /// A stream silent this long after its hello is closed.
+    pub idle_timeout: Duration,
+}
 
 pub struct InteractionService {
     authority: Arc<Authority>,
-    key: Option<TokenKey>,
+    config: ServiceConfig,
     relay: OnceLock<Relay>,
     requests: mpsc::Sender<Job>,
+    /// Keys for anonymous streams, each counted as one viewer.
+    anonymous: Arc<AtomicU64>,
 }
 
 /// One request for the authority's thread, and where its answer goes.
@@ -58,13 +83,13 @@ struct Job {
 /// hundreds of threads waiting for the lock in a chat burst.
 fn run_authority_thread(authority: Arc<Authority>, mut jobs: mpsc::Receiver<Job>) {
     while let Some(job) = jobs.blocking_recv() {
-        let answer = authority.handle(&job.path, job.actor.as_ref(), job.request);
+        let answer = authority.handle(now_ms(), &job.path, job.actor.as_ref(), job.request);
         let _ = job.answer.send(answer);
     }
 }
 
 impl InteractionService {
-    pub fn new(authority: Authority, key: Option<TokenKey>) -> std::io::Result<Arc<Self>> {
+    pub fn new(authority: Authority, config: ServiceConfig) -> std::io::Result<Arc<Self>> {
         let authority = Arc::new(authority);
         let (requests, jobs) = mpsc::channel(REQUEST_QUEUE);
         let answering = authority.clone();
@@ -73,9 +98,10 @@ impl InteractionService {
             .spawn(move || run_authority_thread(answering, jobs))?;
         let service = Arc::new(Self {
             authority,
-            key,
+            config,
             relay: OnceLock::new(),
             requests,
+            anonymous: Arc::default(),
         });
         let authority = Arc::downgrade(&service.authority);
         tokio::spawn(async move {
@@ -86,27 +112,71 @@ impl InteractionService {
                 let Some(authority) = authority.upgrade() else {
                     return;
                 };
-                tokio::task::block_in_place(|| authority.tick());
+                tokio::task::block_in_place(|| authority.tick(now_ms()));
             }
         });
         Ok(service)
     }
 
+    /// Closes channels whose broadcast ended and that nobody uses, until the service goes.
+    fn close_idle_channels(&self, relay: Relay) {
+        let authority = Arc::downgrade(&self.authority);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(IDLE_CHECK_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                let Some(authority) = authority.upgrade() else {
+                    return;
+                };
+                let is_live = |path: &str| {
+                    namespace_from_path(path).is_ok_and(|ns| relay.router().is_published(&ns))
+                };
+                for path in authority.close_idle(now_ms(), is_live) {
+                    tracing::info!(
+                        channel = path,
+                        "interaction channel closed: broadcast ended"
+                    );
+                }
+                let open = i64::try_from(authority.channel_count()).unwrap_or(i64::MAX);
+                relay.metrics().interaction_channels.set(open);
+            }
+        });
+    }
+
     /// Connects the service to the engine it serves (made after the service, with it in
     /// its configuration).
     pub fn attach(&self, relay: Relay) {
-        let _ = self.relay.set(relay);
+        if self.relay.set(relay.clone()).is_ok() {
+            self.close_idle_channels(relay);
+        }
     }
 
-    /// The timeline of a broadcast live at this node, opening its channel if needed.
+    /// The timeline of a broadcast live at this node (exactly this path, not one under
+    /// it), opening its channel if needed.
     fn channel(&self, namespace: &TrackNamespace, path: &str) -> Option<TrackCache> {
         let relay = self.relay.get()?;
-        relay.router().route(namespace)?;
+        if !relay.router().is_published(namespace) {
+            return None;
+        }
         let opened = self.authority.open_channel(path, |clock| {
             tokio::spawn(run_clock(relay.clone(), namespace.clone(), clock))
         });
         match opened {
-            Ok(cache) => Some(cache),
+            Ok(cache) => {
+                let open = i64::try_from(self.authority.channel_count()).unwrap_or(i64::MAX);
+                relay.metrics().interaction_channels.set(open);
+                Some(cache)
+            }
+            Err(OpenError::TooMany(open)) => {
+                relay.metrics().limits_refused.inc("interaction_channels");
+                tracing::warn!(
+                    channel = path,
+                    open,
+                    "interaction channel refused: too many open"
+                );
+                None
+            }
             Err(err) => {
                 tracing::error!(channel = path, %err, "cannot load the channel's interaction state");
                 None
@@ -143,24 +213,54 @@ impl InteractionService {
         };
         let namespace = namespace_from_path(&hello.broadcast)
             .map_err(|err| (Reason::Invalid, format!("bad broadcast path: {err}")))?;
-        let path = hello.broadcast.clone();
+        // One spelling per channel: `/live/alice/` and `live/alice` are the same one.
+        let path = stagecast_proto::path::path_from_namespace(&namespace);
+        let may_watch = if self.config.auth.disabled {
+            SessionAuth::Open
+        } else {
+            SessionAuth::Checked {
+                claims: claims.clone(),
+                anonymous_subscribe: self.config.auth.anonymous_subscribe.clone(),
+            }
+        };
+        if let Err(err) = may_watch.check_subscribe(&path) {
+            return Err((Reason::NotAuthorized, err.to_string()));
+        }
         if self.channel(&namespace, &path).is_none() {
             return Err((Reason::Unavailable, format!("{path} is not live here")));
         }
-        let actor = claims.as_ref().map(|claims| actor_for(claims, &path));
+        let actor = claims
+            .as_ref()
+            .map(|claims| actor_for(claims, &path, &self.config.names));
         let welcome = Answer::Welcome {
             user: actor.as_ref().map(|a| a.user.clone()),
             name: actor.as_ref().map(|a| a.name.clone()),
             role: actor.as_ref().map(|a| a.role.as_str().to_string()),
-            balance: actor.as_ref().map(|a| self.authority.balance(&a.user)),
+            balance: actor
+                .as_ref()
+                .map(|a| self.authority.balance(&a.user, &path)),
         };
         write(send, &welcome).await;
-        let _viewer = ViewerGuard::join(self.authority.clone(), path.clone());
+        let viewer = match &actor {
+            Some(actor) => actor.user.clone(),
+            None => format!(
+                "anonymous:{}",
+                self.anonymous.fetch_add(1, Ordering::Relaxed)
+            ),
+        };
+        let _viewer = ViewerGuard::join(self.authority.clone(), path.clone(), viewer);
+        let idle = self.config.idle_timeout;
         loop {
-            let frame = match frames.next().await {
-                Ok(Some(frame)) => frame,
-                Ok(None) => return Ok(()),
-                Err(err) => return Err(frame_failure(err, "")),
+            let frame = match tokio::time::timeout(idle, frames.next()).await {
+                Ok(Ok(Some(frame))) => frame,
+                Ok(Ok(None)) => return Ok(()),
+                Ok(Err(err)) => return Err(frame_failure(err, "")),
+                Err(_) => {
+                    return Err((
+                        Reason::Unavailable,
+                        format!("closed after {} s without a request", idle.as_secs()),
+                    ))
+                }
             };
             if claims.as_ref().is_some_and(|c| c.exp <= now_secs()) {
                 return Err((Reason::NotAuthorized, "your token expired".into()));
@@ -203,7 +303,7 @@ impl InteractionService {
     }
 
     fn verify(&self, token: &str) -> Result<Claims, (Reason, String)> {
-        let key = self.key.as_ref().ok_or((
+        let key = self.config.key.as_ref().ok_or((
             Reason::NotAuthorized,
             "this origin has no token key".to_string(),
         ))?;
@@ -212,15 +312,26 @@ impl InteractionService {
     }
 }
 
-fn actor_for(claims: &Claims, path: &str) -> Actor {
+/// Who a token's holder is in channel `path`: a creator only where they may publish, a
+/// moderator only where their token says they moderate, and under a normalized name that
+/// passes for a creator's only if they are one.
+fn actor_for(claims: &Claims, path: &str, names: &ReservedNames) -> Actor {
     let role = match claims.role.as_deref() {
         Some("creator") if claims.may_publish(path) => Role::Creator,
-        Some("moderator") => Role::Moderator,
+        Some("moderator") if claims.may_moderate(path) => Role::Moderator,
         _ => Role::Viewer,
+    };
+    let raw = claims.name.as_deref().unwrap_or(&claims.sub);
+    let name = normalize_name(raw).unwrap_or_else(|_| claims.sub.chars().take(32).collect());
+    let name = if role == Role::Creator {
+        names.reserve(&name);
+        name
+    } else {
+        names.viewer_name(name)
     };
     Actor {
         user: claims.sub.clone(),
-        name: claims.name.clone().unwrap_or_else(|| claims.sub.clone()),
+        name,
         role,
     }
 }
@@ -251,18 +362,24 @@ async fn write(send: &mut web_transport_quinn::SendStream, answer: &Answer) {
 struct ViewerGuard {
     authority: Arc<Authority>,
     path: String,
+    viewer: String,
 }
 
 impl ViewerGuard {
-    fn join(authority: Arc<Authority>, path: String) -> Self {
-        authority.viewer_joined(&path, true);
-        Self { authority, path }
+    fn join(authority: Arc<Authority>, path: String, viewer: String) -> Self {
+        authority.viewer_joined(now_ms(), &path, &viewer, true);
+        Self {
+            authority,
+            path,
+            viewer,
+        }
     }
 }
 
 impl Drop for ViewerGuard {
     fn drop(&mut self) {
-        self.authority.viewer_joined(&self.path, false);
+        self.authority
+            .viewer_joined(now_ms(), &self.path, &self.viewer, false);
     }
 }
 
@@ -271,9 +388,10 @@ impl InteractionAuthority for InteractionService {
         // The engine holds the service in an Arc; a clone of its parts keeps the future 'static.
         let service = Arc::new(Self {
             authority: self.authority.clone(),
-            key: self.key.clone(),
+            config: self.config.clone(),
             relay: self.relay.clone(),
             requests: self.requests.clone(),
+            anonymous: self.anonymous.clone(),
         });
         Box::pin(service.serve_stream(stream))
     }
