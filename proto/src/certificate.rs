@@ -14,6 +14,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use ring::digest::{digest, SHA256};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
+use crate::key_file::{self, Existing, KeyFileError};
+
 /// How long a development certificate is valid. Chromium refuses more than 14 days.
 pub const DEV_CERT_VALIDITY: Duration = Duration::from_secs(13 * 24 * 3600);
 /// A development certificate with less than this left is made anew at start-up.
@@ -46,6 +48,8 @@ pub enum CertificateError {
     Generate(#[from] rcgen::Error),
     #[error("TLS configuration failed: {0}")]
     Tls(#[from] rustls::Error),
+    #[error(transparent)]
+    KeyFile(#[from] KeyFileError),
 }
 
 /// A certificate chain with its private key, and the leaf's SHA-256 fingerprint.
@@ -60,7 +64,8 @@ pub struct ServerIdentity {
 }
 
 impl ServerIdentity {
-    /// Loads a PEM certificate chain and its PEM private key.
+    /// Loads a PEM certificate chain and its PEM private key. A key file that group or
+    /// others may read is refused ([`KeyFileError::NotPrivate`]).
     pub fn load_pem(cert: &Path, key: &Path) -> Result<Self, CertificateError> {
         let cert_pem = read(cert)?;
         let chain: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut cert_pem.as_slice())
@@ -73,7 +78,7 @@ impl ServerIdentity {
             .first()
             .ok_or_else(|| CertificateError::NoCertificate(cert.to_path_buf()))?;
         let fingerprint = fingerprint(leaf);
-        let key_pem = read(key)?;
+        let key_pem = key_file::read_private(key)?;
         let key_der = rustls_pemfile::private_key(&mut key_pem.as_slice())
             .map_err(|source| CertificateError::Read {
                 path: key.to_path_buf(),
@@ -92,7 +97,8 @@ impl ServerIdentity {
     }
 
     /// Loads the development certificate kept in `dir`, making a new one if there is
-    /// none or it expires within [`DEV_CERT_RENEW_BEFORE`].
+    /// none or it expires within [`DEV_CERT_RENEW_BEFORE`]. `dir` is made 0700 and the key
+    /// is written 0600 atomically ([`key_file::write_secret`]).
     pub fn load_or_create_dev(dir: &Path, hostnames: &[String]) -> Result<Self, CertificateError> {
         let cert_path = dir.join(DEV_CERT_FILE);
         let key_path = dir.join(DEV_KEY_FILE);
@@ -113,11 +119,8 @@ impl ServerIdentity {
             }
         }
         let (cert_pem, key_pem, expires) = generate_dev(hostnames, now)?;
-        fs::create_dir_all(dir).map_err(|source| CertificateError::Write {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        write(&key_path, key_pem.as_bytes())?;
+        key_file::create_private_dir(dir)?;
+        key_file::write_secret(&key_path, key_pem.as_bytes(), Existing::Replace)?;
         write(&cert_path, cert_pem.as_bytes())?;
         let expiry_secs = expires.duration_since(UNIX_EPOCH).unwrap_or_default();
         write(&expiry_path, expiry_secs.as_secs().to_string().as_bytes())?;
@@ -240,6 +243,34 @@ mod tests {
         let second = ServerIdentity::load_or_create_dev(&dir, &[]).unwrap();
         assert_ne!(first.fingerprint, second.fingerprint);
         fs::remove_dir_all(dir).ok();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn dev_key_is_private_and_an_open_one_is_refused_with_the_fix() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        let dir = temp_dir("private").join("data");
+        ServerIdentity::load_or_create_dev(&dir, &[]).unwrap();
+        let key = dir.join(DEV_KEY_FILE);
+        assert_eq!(mode(&key), 0o600);
+        assert_eq!(mode(&dir), 0o700);
+        fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
+        let err = ServerIdentity::load_or_create_dev(&dir, &[]).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("chmod 600 {}", key.display())),
+            "{text}"
+        );
+        let err = ServerIdentity::load_pem(&dir.join(DEV_CERT_FILE), &key).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CertificateError::KeyFile(KeyFileError::NotPrivate { .. })
+            ),
+            "{err}"
+        );
+        fs::remove_dir_all(dir.parent().unwrap()).ok();
     }
 
     #[test]

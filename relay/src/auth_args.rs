@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
+use stagecast_proto::key_file::{self, Existing, KeyFileError};
 use stagecast_proto::token::TokenKey;
 
 use crate::auth::AuthPolicy;
@@ -47,24 +48,94 @@ impl AuthArgs {
     }
 }
 
+/// Loads the token key at `path`; with `may_create` (the origin's own data directory),
+/// makes one first if there is none: the directory is made private (0700) and the key is
+/// written 0600 atomically. A key file that group or others may read is refused, with the
+/// `chmod` that fixes it.
 fn load_or_create_key(path: &Path, may_create: bool) -> anyhow::Result<TokenKey> {
-    if may_create && !path.exists() {
-        std::fs::write(path, TokenKey::generate_text() + "\n")
-            .with_context(|| format!("cannot write the token key {}", path.display()))?;
-        restrict_permissions(path);
-        tracing::info!(path = %path.display(), "made a new token key");
+    if may_create {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            key_file::create_private_dir(dir)?;
+        }
+        if !path.exists() {
+            let text = TokenKey::generate_text() + "\n";
+            match key_file::write_secret(path, text.as_bytes(), Existing::Keep) {
+                Ok(()) => tracing::info!(path = %path.display(), "made a new token key"),
+                // Another process made it first: use theirs.
+                Err(KeyFileError::Exists(_)) => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
     }
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the token key {}", path.display()))?;
+    let bytes = key_file::read_private(path)?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| anyhow::anyhow!("{} is not a usable token key: not UTF-8", path.display()))?;
     TokenKey::from_text(&text)
         .with_context(|| format!("{} is not a usable token key", path.display()))
 }
 
-#[cfg(unix)]
-fn restrict_permissions(path: &Path) {
+#[cfg(all(test, unix))]
+mod tests {
     use std::os::unix::fs::PermissionsExt;
-    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
-}
 
-#[cfg(not(unix))]
-fn restrict_permissions(_path: &Path) {}
+    use super::*;
+
+    fn temp_dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "stagecast-authargs-{name}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn a_made_key_is_0600_in_a_0700_directory_and_is_reused() {
+        let root = temp_dir("made");
+        let data = root.join("data");
+        std::fs::create_dir(&data).unwrap();
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = data.join("auth.key");
+        load_or_create_key(&path, true).unwrap();
+        let made = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(mode(&data), 0o700);
+        load_or_create_key(&path, true).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            made,
+            "the key is kept"
+        );
+        std::fs::remove_dir_all(root).ok();
+    }
+
+    #[test]
+    fn a_key_readable_by_others_is_refused_at_start_with_the_fix() {
+        let root = temp_dir("open");
+        let path = root.join("auth.key");
+        std::fs::write(&path, TokenKey::generate_text()).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let args = AuthArgs {
+            auth_key_file: Some(path.clone()),
+            anonymous_subscribe: vec![String::new()],
+            no_auth: false,
+        };
+        let err = args.policy(None).unwrap_err().to_string();
+        assert!(err.contains(&path.display().to_string()), "{err}");
+        assert!(
+            err.contains(&format!("chmod 600 {}", path.display())),
+            "{err}"
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(args.policy(None).unwrap().key.is_some());
+        std::fs::remove_dir_all(root).ok();
+    }
+}

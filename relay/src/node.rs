@@ -92,8 +92,7 @@ impl NodeArgs {
         http_bind: SocketAddr,
         data_dir: &Path,
     ) -> anyhow::Result<NodeListeners> {
-        std::fs::create_dir_all(data_dir)
-            .with_context(|| format!("cannot create data directory {}", data_dir.display()))?;
+        stagecast_proto::key_file::create_private_dir(data_dir)?;
         let identity = match (&self.tls_cert, &self.tls_key) {
             (Some(cert), Some(key)) => ServerIdentity::load_pem(cert, key)?,
             _ => ServerIdentity::load_or_create_dev(data_dir, &self.dev_cert_hosts)?,
