@@ -121,19 +121,13 @@ impl Authority {
         if let Some(channel) = inner.channels.get(path) {
             return Ok(channel.writer.cache().clone());
         }
-        let mut state = ChannelState::default();
-        let events = inner.store.events(path)?;
-        for stored in &events {
-            state.apply(
-                &stored.event,
-                stored.actor.as_deref(),
-                stored.at_ms,
-                stored.media_ms,
-            );
-        }
+        // The newest stored snapshot plus the events after it (bounded by compaction).
+        let (state, restored) = super::snapshot::restore(&mut *inner.store, path, now_ms())?;
         tracing::info!(
             channel = path,
-            events = events.len(),
+            events = restored.events,
+            from_snapshot = restored.from_snapshot,
+            compacted = restored.compacted,
             seq = state.view.seq,
             "interaction channel open"
         );

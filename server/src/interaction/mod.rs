@@ -4,6 +4,7 @@
 //!
 //! - [`rules`]: the pure state machine of one channel (what a request becomes);
 //! - [`store`]: what must survive a crash (events, ledger, answers), SQLite behind a trait;
+//! - [`snapshot`]: a channel's state stored behind its compacted history, and its restore;
 //! - [`authority`]: sequencing: rules, then store, then publish;
 //! - [`timeline`]: the track: a snapshot opening every group, then events;
 //! - [`clock`]: the broadcast's media time, stamped on every event;
@@ -16,5 +17,6 @@ pub mod payments;
 pub mod rate_limit;
 pub mod rules;
 pub mod service;
+pub mod snapshot;
 pub mod store;
 pub mod timeline;

@@ -90,8 +90,10 @@ pub struct Decision {
     pub reaction: Option<String>,
 }
 
-/// One channel's state: the public snapshot plus what only the authority needs.
-#[derive(Clone, Debug, Default)]
+/// One channel's state: the public snapshot plus what only the authority needs. Stored
+/// whole as JSON behind compacted history (`snapshot.rs`).
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct ChannelState {
     pub view: Snapshot,
     /// Who voted in the current poll.
