@@ -1,6 +1,12 @@
 //! FETCH (draft-18 §10.12): a past range of a track, answered from the cache when it holds
 //! the start of the range, otherwise fetched from the track's source (the publisher's
 //! session or the upstream link), once for all who ask at about the same time.
+//!
+//! Bounded as [`FetchLimits`](crate::fetch_merge::FetchLimits) says: a session's FETCHes
+//! being served at once (more are refused with EXCESSIVE_LOAD), the groups one FETCH spans
+//! (a longer range is cut, and FETCH_OK's end location says where it stops), and the bytes
+//! one reads from its source (charged to the cache budget). Each refusal and cut counts in
+//! `stagecast_limit_refused_total`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,6 +18,7 @@ use moq_transport::session::{FetchOkInfo, FetchRequested, SessionError};
 use stagecast_proto::path::path_from_namespace;
 
 use crate::auth::SessionAuth;
+use crate::fetch_merge::{clamp_range, FetchedObject};
 use crate::relay::Relay;
 use crate::router::SessionId;
 
@@ -27,7 +34,19 @@ pub async fn serve_fetch(
     auth: Arc<SessionAuth>,
 ) {
     relay.metrics().fetches_total.inc();
-    let range = match tokio::time::timeout(FETCH_TIMEOUT, request.resolve()).await {
+    // Held until this FETCH is answered (or refused) in full.
+    let Some(_permit) = relay.fetch_merger().begin(from) else {
+        relay.metrics().limits_refused.inc("fetch_per_session");
+        let _ = request.reject(
+            RequestErrorCode::ExcessiveLoad,
+            &format!(
+                "at most {} FETCHes at once per session",
+                relay.fetch_merger().limits().per_session
+            ),
+        );
+        return;
+    };
+    let mut range = match tokio::time::timeout(FETCH_TIMEOUT, request.resolve()).await {
         Ok(Ok(Some(range))) => range,
         // The transport already answered (an unknown or unjoinable subscription).
         Ok(Ok(None)) => return,
@@ -49,6 +68,15 @@ pub async fn serve_fetch(
         let _ = request.reject(RequestErrorCode::Unauthorized, &err.to_string());
         return;
     }
+    let (end, cut) = clamp_range(
+        range.start_location,
+        range.end_location,
+        relay.fetch_merger().limits().max_groups,
+    );
+    if cut {
+        relay.metrics().limits_refused.inc("fetch_groups");
+        range.end_location = end;
+    }
     let start = (
         range.start_location.group_id,
         range.start_location.object_id,
@@ -60,7 +88,7 @@ pub async fn serve_fetch(
         .filter(|objects| !objects.is_empty());
     if let Some(objects) = cached {
         relay.metrics().fetch_cache_hits_total.inc();
-        if let Err(err) = respond(request, objects).await {
+        if let Err(err) = respond(request, &objects).await {
             tracing::debug!(%err, "FETCH response broke off");
         }
         return;
@@ -80,8 +108,9 @@ pub async fn serve_fetch(
         relay.metrics().upstream_fetches_total.inc();
     }
     match fetched {
-        Ok(objects) if !objects.is_empty() => {
-            if let Err(err) = respond(request, objects.as_ref().clone()).await {
+        // Shared with every request merged into this one: payloads are not copied.
+        Ok(range) if !range.objects.is_empty() => {
+            if let Err(err) = respond(request, &range.objects).await {
                 tracing::debug!(%err, "FETCH response broke off");
             }
         }
@@ -91,16 +120,22 @@ pub async fn serve_fetch(
                 "the source holds nothing in that range",
             );
         }
-        Err(reason) => {
-            let _ = request.reject(RequestErrorCode::DoesNotExist, &reason);
+        Err(err) => {
+            let code = match err.limit() {
+                Some(limit) => {
+                    if went_to_source {
+                        relay.metrics().limits_refused.inc(limit);
+                    }
+                    RequestErrorCode::ExcessiveLoad
+                }
+                None => RequestErrorCode::DoesNotExist,
+            };
+            let _ = request.reject(code, &err.to_string());
         }
     }
 }
 
-async fn respond(
-    request: FetchRequested,
-    objects: Vec<(crate::cache::GroupInfo, u64, bytes::Bytes)>,
-) -> Result<(), SessionError> {
+async fn respond(request: FetchRequested, objects: &[FetchedObject]) -> Result<(), SessionError> {
     let (last_group, last_object) = objects
         .last()
         .map(|(info, object_id, _)| (info.group_id, *object_id))
@@ -108,7 +143,7 @@ async fn respond(
     let mut writer = request
         .respond(FetchOkInfo {
             end_of_track: false,
-            end_location: Location::new(last_group, last_object + 1),
+            end_location: Location::new(last_group, last_object.saturating_add(1)),
             params: KeyValuePairs::default(),
             track_extensions: Default::default(),
         })
@@ -118,13 +153,13 @@ async fn respond(
             .write_record(&FetchRecord::Object(FetchRecordObject {
                 group_id: info.group_id,
                 subgroup_id: Some(info.subgroup_id),
-                object_id,
+                object_id: *object_id,
                 publisher_priority: info.priority,
                 extension_headers: Default::default(),
                 payload_length: payload.len() as u64,
             }))
             .await?;
-        writer.write_payload(&payload).await?;
+        writer.write_payload(payload).await?;
     }
     writer.finish().await
 }

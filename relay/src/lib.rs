@@ -17,8 +17,9 @@
 pub mod accept;
 pub mod auth;
 pub mod auth_args;
-pub mod budget;
 pub mod cache;
+/// The cache's byte budget, at its old path (`cache::budget`).
+pub use cache::budget;
 pub mod config_file;
 pub mod delivery;
 pub mod demux;

@@ -50,8 +50,33 @@ pub struct NodeArgs {
     /// Write a qlog of every QUIC connection into this directory (for debugging QUIC).
     #[arg(long, env = "STAGECAST_QLOG_DIR")]
     pub qlog_dir: Option<PathBuf>,
+    /// FETCHes one session may have served at once; more are refused (EXCESSIVE_LOAD).
+    #[arg(long, env = "STAGECAST_MAX_FETCHES_PER_SESSION", default_value_t = crate::fetch_merge::DEFAULT_FETCHES_PER_SESSION)]
+    pub max_fetches_per_session: usize,
+    /// Groups one FETCH may span from its start; a longer range is cut to this.
+    #[arg(long, env = "STAGECAST_MAX_FETCH_GROUPS", default_value_t = crate::fetch_merge::DEFAULT_MAX_FETCH_GROUPS, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_fetch_groups: u64,
+    /// Bytes one FETCH may read from its source (`64MiB`); charged to --cache-bytes.
+    #[arg(long, env = "STAGECAST_MAX_FETCH_BYTES", default_value = "64MiB", value_parser = stagecast_proto::byte_size::parse_byte_size)]
+    pub max_fetch_bytes: usize,
+    /// Objects one cached group may hold; a group growing past it is dropped.
+    #[arg(long, env = "STAGECAST_MAX_GROUP_OBJECTS", default_value_t = crate::cache::DEFAULT_MAX_GROUP_OBJECTS)]
+    pub max_group_objects: usize,
     #[command(flatten)]
     pub auth: AuthArgs,
+}
+
+impl RelayConfig {
+    /// The FETCH and per-group object limits of `args`.
+    fn with_data_limits(mut self, args: &NodeArgs) -> Self {
+        self.fetch = crate::fetch_merge::FetchLimits {
+            per_session: args.max_fetches_per_session,
+            max_groups: args.max_fetch_groups,
+            max_bytes: args.max_fetch_bytes,
+        };
+        self.cache.max_group_objects = args.max_group_objects;
+        self
+    }
 }
 
 /// How often a running node checks whether its development certificate needs renewing.
@@ -81,7 +106,8 @@ impl NodeArgs {
             auth: self.auth.policy(generated_key)?,
             has_upstream,
             ..RelayConfig::with_cache_budget(cache_bytes)
-        })
+        }
+        .with_data_limits(self))
     }
 
     /// Loads the certificate, binds the UDP endpoint and the HTTP listener, and keeps a

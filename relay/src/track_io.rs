@@ -148,6 +148,15 @@ async fn fill_group(
             metrics.objects_in_total.inc();
             metrics.bytes_in_total.add(payload.len() as u64);
             if let Err(err) = cache.push_object(seq, object.object_id, payload) {
+                if let Some(limit) = err.limit() {
+                    metrics.limits_refused.inc(limit);
+                }
+                if err.dropped_group() {
+                    // Nothing more of this group is cached: stop reading it (the
+                    // subgroup stream is stopped), and say so to nobody else.
+                    tracing::debug!(%err, "group dropped by a cache limit");
+                    return Err(ServeError::Size);
+                }
                 tracing::debug!(%err, "dropping object");
             }
         }

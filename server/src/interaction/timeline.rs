@@ -23,6 +23,7 @@ pub fn cache_limits() -> CacheLimits {
         max_bytes: 16 << 20,
         max_group_bytes: 2 << 20,
         keep_for: Duration::from_secs(2),
+        ..Default::default()
     }
 }
 

@@ -1,11 +1,18 @@
-//! One byte budget for the caches of every track in the process (`--cache-bytes`).
+//! One byte budget for the caches of every track in the process (`--cache-bytes`), and for
+//! FETCH data in flight.
 //!
-//! Each cache counts its bytes into the budget; after a write pushes the total over the
-//! limit, the oldest group across all tracks (by a process-wide stamp given when the group
-//! began) is evicted, again and again, until the total fits. A track's newest group is
-//! never evicted (it is where new subscribers start), and a single group is capped by
-//! `CacheLimits::max_group_bytes`, so the total stays within the budget plus one object
-//! in flight, unless the newest groups alone exceed it.
+//! Each cache counts its bytes (payloads plus per-object and per-group overheads) into the
+//! budget; after a write pushes the total over the limit, the oldest group across all
+//! tracks (by a process-wide stamp given when the group began) is evicted, again and
+//! again, until the total fits. A track's newest group is never evicted (it is where new
+//! subscribers start), but it counts: when only newest groups are left and the total is
+//! still over, [`CacheBudget::enforce`] says so and the writing track drops the group it
+//! was growing. So the total stays within the budget plus one object in flight.
+//!
+//! Data fetched from a source for a FETCH is held outside any track cache, so it is
+//! charged here through a [`BudgetCharge`]: a reservation that grows as objects arrive,
+//! is refused when even evicting every old group would not make room, and is given back
+//! when the fetched range is dropped.
 //!
 //! Lock order: the budget's list, then one track at a time. A track never takes the
 //! budget's list while it holds its own lock.
@@ -15,7 +22,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use tokio::sync::watch;
 
-use crate::cache::TrackState;
+use super::TrackState;
 
 struct Registered {
     state: Weak<Mutex<TrackState>>,
@@ -70,8 +77,19 @@ impl CacheBudget {
         });
     }
 
-    /// Evicts the oldest evictable groups across all tracks until the budget holds.
-    pub(crate) fn enforce(&self) {
+    /// Reserves `bytes` for data held outside the track caches (a fetched range),
+    /// evicting old groups to make room; `None` if even that leaves no room.
+    pub fn charge(self: &Arc<Self>, bytes: usize) -> Option<BudgetCharge> {
+        let mut charge = BudgetCharge {
+            budget: self.clone(),
+            bytes: 0,
+        };
+        charge.grow(bytes).then_some(charge)
+    }
+
+    /// Evicts the oldest evictable groups across all tracks until the budget holds;
+    /// `false` if it still does not (only newest groups, and charges, are left).
+    pub(crate) fn enforce(&self) -> bool {
         while self.used() > self.limit {
             let caches = self.caches.lock().unwrap_or_else(|p| p.into_inner());
             let oldest = caches
@@ -87,8 +105,8 @@ impl CacheBudget {
                 .min_by_key(|(stamp, _, _)| *stamp);
             drop(caches);
             let Some((_, state, version)) = oldest else {
-                // Only newest groups are left: they stay.
-                return;
+                // Only newest groups are left: they stay, and the caller decides.
+                return false;
             };
             let evicted = state
                 .lock()
@@ -96,9 +114,42 @@ impl CacheBudget {
                 .evict_oldest();
             version.send_modify(|v| *v = v.wrapping_add(1));
             if !evicted {
-                return;
+                return self.used() <= self.limit;
             }
         }
+        true
+    }
+}
+
+/// Bytes reserved in a [`CacheBudget`] for data held outside the track caches; given
+/// back when dropped.
+pub struct BudgetCharge {
+    budget: Arc<CacheBudget>,
+    bytes: usize,
+}
+
+impl BudgetCharge {
+    /// Reserves `more` bytes too; `false` (and nothing more reserved) if the budget has
+    /// no room even after evicting old groups.
+    pub fn grow(&mut self, more: usize) -> bool {
+        self.budget.add(more);
+        if self.budget.enforce() {
+            self.bytes += more;
+            true
+        } else {
+            self.budget.sub(more);
+            false
+        }
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+impl Drop for BudgetCharge {
+    fn drop(&mut self) {
+        self.budget.sub(self.bytes);
     }
 }
 
@@ -110,7 +161,7 @@ mod tests {
     use crate::cache::{CacheLimits, GroupInfo, TrackCache};
 
     #[test]
-    fn twenty_tracks_stay_within_one_budget_and_keep_their_newest_groups() {
+    fn twenty_tracks_stay_within_one_budget_and_keep_their_newest_groups_unless_over_it() {
         const OBJECT: usize = 10_000;
         let budget = CacheBudget::new(1_000_000);
         let limits = CacheLimits {
@@ -118,6 +169,7 @@ mod tests {
             max_bytes: usize::MAX,
             max_group_bytes: 200_000,
             keep_for: std::time::Duration::ZERO,
+            ..Default::default()
         };
         let tracks: Vec<TrackCache> = (0..20)
             .map(|_| TrackCache::with_budget(limits, &budget))
@@ -125,6 +177,7 @@ mod tests {
         let mut rng: u64 = 0x2545F4914F6CDD1D;
         let mut seqs: [Option<u64>; 20] = [None; 20];
         let mut next_group = [0u64; 20];
+        let mut dropped = [false; 20];
         for _ in 0..5_000 {
             // xorshift: a deterministic mix of tracks writing in turn.
             rng ^= rng << 13;
@@ -133,6 +186,7 @@ mod tests {
             let t = (rng % 20) as usize;
             let start = seqs[t].is_none() || rng.is_multiple_of(10);
             if start {
+                dropped[t] = false;
                 if let Some(seq) = seqs[t] {
                     tracks[t].end_group(seq);
                 }
@@ -146,9 +200,14 @@ mod tests {
             }
             let seq = seqs[t].unwrap();
             let object = tracks[t].group_count() as u64 * 1000 + rng % 1000;
-            let _ = tracks[t].push_object(seq, object, Bytes::from(vec![0u8; OBJECT]));
+            if let Err(err) = tracks[t].push_object(seq, object, Bytes::from(vec![0u8; OBJECT])) {
+                // Newest groups count: past the budget the group written to goes.
+                if matches!(err, crate::cache::CacheError::BudgetFull(_)) {
+                    dropped[t] = true;
+                }
+            }
             assert!(
-                budget.used() <= budget.limit() + OBJECT,
+                budget.used() <= budget.limit(),
                 "{} > budget",
                 budget.used()
             );
@@ -156,7 +215,7 @@ mod tests {
             assert_eq!(sum, budget.used(), "accounting drifted");
         }
         for (t, track) in tracks.iter().enumerate() {
-            if next_group[t] > 0 {
+            if next_group[t] > 0 && !dropped[t] {
                 assert_eq!(
                     track.newest_group_id(),
                     Some(next_group[t] - 1),
@@ -192,5 +251,40 @@ mod tests {
         assert_eq!(err, crate::cache::CacheError::GroupTooLarge(1));
         assert_eq!(budget.used(), 0);
         assert_eq!(cache.group_count(), 0);
+    }
+
+    #[test]
+    fn a_charge_evicts_old_groups_for_room_is_refused_past_it_and_gives_back() {
+        let budget = CacheBudget::new(10_000);
+        let limits = CacheLimits {
+            keep_for: std::time::Duration::ZERO,
+            ..Default::default()
+        };
+        let cache = TrackCache::with_budget(limits, &budget);
+        for id in 0..2 {
+            let seq = cache
+                .begin_group(GroupInfo {
+                    group_id: id,
+                    subgroup_id: 0,
+                    priority: 0,
+                })
+                .unwrap();
+            cache
+                .push_object(seq, 0, Bytes::from(vec![0u8; 3_000]))
+                .unwrap();
+            cache.end_group(seq);
+        }
+        let mut charge = budget.charge(5_000).expect("room once the old group goes");
+        assert_eq!(
+            cache.group_count(),
+            1,
+            "the old group was evicted for the charge"
+        );
+        assert!(!charge.grow(10_000), "no room past the budget");
+        assert_eq!(charge.bytes(), 5_000);
+        assert!(budget.used() <= budget.limit());
+        assert!(budget.charge(budget.limit()).is_none());
+        drop(charge);
+        assert_eq!(budget.used(), cache.bytes());
     }
 }

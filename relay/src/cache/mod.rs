@@ -12,6 +12,20 @@
 //! Plain data under a `std::sync::Mutex` (held only for short, non-async sections), plus a
 //! `tokio::sync::watch` version counter to wake followers: one cheap wake-up per change
 //! however many followers there are.
+//!
+//! What a cache holds is charged at its cost, not only its payload: every object costs
+//! [`OBJECT_OVERHEAD_BYTES`] besides its payload and every group [`GROUP_OVERHEAD_BYTES`],
+//! so a flood of empty objects is bounded like a flood of large ones; a group holds at most
+//! [`CacheLimits::max_group_objects`] objects. Under a shared [`CacheBudget`] a track's
+//! newest group counts too: when only newest groups are left and a write would take the
+//! budget past its limit, the group written to is dropped ([`CacheError::BudgetFull`]).
+//!
+//! - [`follower`]: [`TrackFollower`], one reader's position;
+//! - [`budget`]: [`CacheBudget`], one byte budget for every track of a process, which
+//!   also charges FETCH data in flight ([`budget::BudgetCharge`]).
+
+pub mod budget;
+mod follower;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -20,7 +34,17 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::watch;
 
-use crate::budget::CacheBudget;
+pub use budget::CacheBudget;
+pub use follower::{FollowStep, TrackFollower};
+
+/// What one cached object costs besides its payload (its entry, the `Bytes` handle and
+/// the buffer's own header, rounded up): an empty object is not free.
+pub const OBJECT_OVERHEAD_BYTES: usize = 64;
+/// What one cached group costs besides its objects.
+pub const GROUP_OVERHEAD_BYTES: usize = 256;
+/// The default of [`CacheLimits::max_group_objects`] (`--max-group-objects`): a GOP of
+/// one object per frame at 60 fps may last almost three minutes.
+pub const DEFAULT_MAX_GROUP_OBJECTS: usize = 10_000;
 
 /// Bounds of one track's cache.
 #[derive(Clone, Copy, Debug)]
@@ -35,6 +59,8 @@ pub struct CacheLimits {
     /// burst, keeps a span of time and not only a count, so a follower a little behind is
     /// not cut off.
     pub keep_for: Duration,
+    /// A group growing past this many objects is dropped rather than cached.
+    pub max_group_objects: usize,
 }
 
 /// No track caches more groups than this, however young.
@@ -47,6 +73,7 @@ impl Default for CacheLimits {
             max_bytes: 64 * 1024 * 1024,
             max_group_bytes: 32 * 1024 * 1024,
             keep_for: Duration::from_secs(2),
+            max_group_objects: DEFAULT_MAX_GROUP_OBJECTS,
         }
     }
 }
@@ -78,6 +105,33 @@ pub enum CacheError {
     Ended,
     #[error("group {0} grew past the largest group this cache holds; dropped")]
     GroupTooLarge(u64),
+    #[error("group {0} grew past the most objects a cached group may hold; dropped")]
+    TooManyObjects(u64),
+    #[error("group {0} would take the cache past its byte budget; dropped")]
+    BudgetFull(u64),
+}
+
+impl CacheError {
+    /// Whether the error dropped the group written to: nothing more of it is cached, so
+    /// its reader may stop reading it.
+    pub fn dropped_group(&self) -> bool {
+        matches!(
+            self,
+            CacheError::GroupTooLarge(_)
+                | CacheError::TooManyObjects(_)
+                | CacheError::BudgetFull(_)
+        )
+    }
+
+    /// The name of the limit that refused, for `stagecast_limit_refused_total`.
+    pub fn limit(&self) -> Option<&'static str> {
+        match self {
+            CacheError::GroupTooLarge(_) => Some("cache_group_bytes"),
+            CacheError::TooManyObjects(_) => Some("cache_group_objects"),
+            CacheError::BudgetFull(_) => Some("cache_budget"),
+            _ => None,
+        }
+    }
 }
 
 struct CachedGroup {
@@ -88,11 +142,12 @@ struct CachedGroup {
     info: GroupInfo,
     objects: Vec<(u64, Bytes)>,
     complete: bool,
+    /// What the group is charged: payloads plus overheads.
     bytes: usize,
     began: Instant,
 }
 
-pub(crate) struct TrackState {
+pub(super) struct TrackState {
     groups: VecDeque<CachedGroup>,
     next_seq: u64,
     bytes: usize,
@@ -129,7 +184,7 @@ impl TrackState {
     }
 
     /// Drops the oldest group, never the newest. Returns whether one was dropped.
-    pub(crate) fn evict_oldest(&mut self) -> bool {
+    pub(super) fn evict_oldest(&mut self) -> bool {
         if self.groups.len() <= 1 {
             return false;
         }
@@ -143,7 +198,7 @@ impl TrackState {
     }
 
     /// The stamp of the group the budget would evict here, if any may be.
-    pub(crate) fn oldest_evictable_stamp(&self) -> Option<u64> {
+    pub(super) fn oldest_evictable_stamp(&self) -> Option<u64> {
         (self.groups.len() > 1)
             .then(|| self.groups.front().map(|g| g.stamp))
             .flatten()
@@ -223,12 +278,11 @@ impl TrackCache {
         }
     }
 
-    /// Brings the shared budget (if any) back within its limit after a write.
-    fn enforce_budget(&self) {
+    /// Brings the shared budget (if any) back within its limit after a write; `false` if
+    /// it could not (only newest groups are left).
+    fn enforce_budget(&self) -> bool {
         let budget = self.lock().budget.clone();
-        if let Some(budget) = budget {
-            budget.enforce();
-        }
+        budget.is_none_or(|budget| budget.enforce())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, TrackState> {
@@ -263,33 +317,45 @@ impl TrackCache {
                 info,
                 objects: Vec::new(),
                 complete: false,
-                bytes: 0,
+                bytes: GROUP_OVERHEAD_BYTES,
                 began: Instant::now(),
             });
+            state.add_bytes(GROUP_OVERHEAD_BYTES);
             state.evict_old_groups();
             state.evict_over_bytes();
             seq
         };
         self.changed();
+        self.enforce_budget();
         Ok(seq)
     }
 
     /// Appends an object to an open group. Appending to an evicted group is not an error:
-    /// nobody can read it any more, so the object is dropped.
+    /// nobody can read it any more, so the object is dropped. A group that would grow past
+    /// [`CacheLimits::max_group_bytes`] or [`CacheLimits::max_group_objects`], or take a
+    /// shared budget past its limit when nothing older is left to evict, is dropped and the
+    /// error says so ([`CacheError::dropped_group`]).
     pub fn push_object(&self, seq: u64, object_id: u64, payload: Bytes) -> Result<(), CacheError> {
-        {
+        let cost = payload.len().saturating_add(OBJECT_OVERHEAD_BYTES);
+        let group_id = {
             let mut state = self.lock();
-            let len = payload.len();
-            let max_group_bytes = state.limits.max_group_bytes;
+            let limits = state.limits;
             let Some(group) = state.group_mut(seq) else {
                 return Ok(());
             };
-            if group.bytes + len > max_group_bytes {
-                let group_id = group.info.group_id;
+            let group_id = group.info.group_id;
+            let refused = if group.bytes.saturating_add(cost) > limits.max_group_bytes {
+                Some(CacheError::GroupTooLarge(group_id))
+            } else if group.objects.len() >= limits.max_group_objects {
+                Some(CacheError::TooManyObjects(group_id))
+            } else {
+                None
+            };
+            if let Some(err) = refused {
                 state.remove_group(seq);
                 drop(state);
                 self.changed();
-                return Err(CacheError::GroupTooLarge(group_id));
+                return Err(err);
             }
             if group
                 .objects
@@ -297,17 +363,23 @@ impl TrackCache {
                 .is_some_and(|(last, _)| object_id <= *last)
             {
                 return Err(CacheError::ObjectOrder {
-                    group_id: group.info.group_id,
+                    group_id,
                     object_id,
                 });
             }
             group.objects.push((object_id, payload));
-            group.bytes += len;
-            state.add_bytes(len);
+            group.bytes += cost;
+            state.add_bytes(cost);
             state.evict_over_bytes();
-        }
+            group_id
+        };
         self.changed();
-        self.enforce_budget();
+        if !self.enforce_budget() {
+            // Only newest groups are left and they are over the budget: this one goes.
+            self.lock().remove_group(seq);
+            self.changed();
+            return Err(CacheError::BudgetFull(group_id));
+        }
         Ok(())
     }
 
@@ -350,7 +422,7 @@ impl TrackCache {
         self.lock().end.is_some()
     }
 
-    /// Bytes of payload held.
+    /// Bytes charged for what is held: payloads plus per-object and per-group overheads.
     pub fn bytes(&self) -> usize {
         self.lock().bytes
     }
@@ -424,117 +496,5 @@ impl TrackCache {
     }
 }
 
-/// What a follower reads next.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum FollowStep {
-    /// A group starts; `seq` names it in the steps that follow.
-    Group { seq: u64, info: GroupInfo },
-    Object {
-        seq: u64,
-        object_id: u64,
-        payload: Bytes,
-    },
-    /// The group is whole.
-    GroupEnd { seq: u64 },
-    /// The group was evicted or abandoned before this follower read all of it.
-    GroupAbandoned { seq: u64 },
-    /// The track ended; nothing follows.
-    End(TrackEnd),
-}
-
-struct ActiveGroup {
-    seq: u64,
-    next_object: usize,
-}
-
-/// One reader's position in a [`TrackCache`].
-pub struct TrackFollower {
-    cache: TrackCache,
-    version: watch::Receiver<u64>,
-    next_seq: u64,
-    active: Vec<ActiveGroup>,
-}
-
-impl TrackFollower {
-    /// The next step if one is ready, without waiting.
-    pub fn try_next(&mut self) -> Option<FollowStep> {
-        let state = self.cache.lock();
-
-        // Groups this follower is inside of, oldest first.
-        let mut index = 0;
-        while index < self.active.len() {
-            let active = &mut self.active[index];
-            let Some(group) = state.group(active.seq) else {
-                let seq = active.seq;
-                self.active.remove(index);
-                return Some(FollowStep::GroupAbandoned { seq });
-            };
-            if let Some((object_id, payload)) = group.objects.get(active.next_object) {
-                active.next_object += 1;
-                return Some(FollowStep::Object {
-                    seq: group.seq,
-                    object_id: *object_id,
-                    payload: payload.clone(),
-                });
-            }
-            if group.complete {
-                let seq = group.seq;
-                self.active.remove(index);
-                return Some(FollowStep::GroupEnd { seq });
-            }
-            index += 1;
-        }
-
-        // A follower that fell behind eviction skips to the newest group: it loses old
-        // groups, never the present.
-        if let Some(first) = state.groups.front() {
-            if self.next_seq < first.seq {
-                self.next_seq = state.groups.back().map_or(first.seq, |g| g.seq);
-            }
-        }
-        if let Some(group) = state.group(self.next_seq) {
-            let seq = group.seq;
-            let info = group.info;
-            self.next_seq += 1;
-            self.active.push(ActiveGroup {
-                seq,
-                next_object: 0,
-            });
-            return Some(FollowStep::Group { seq, info });
-        }
-        if self.next_seq < state.next_seq {
-            // Groups between were abandoned; move past them.
-            self.next_seq = state.next_seq;
-        }
-
-        if self.active.is_empty() {
-            if let Some(end) = &state.end {
-                return Some(FollowStep::End(end.clone()));
-            }
-        }
-        None
-    }
-
-    /// The next step, waiting for the source if needed.
-    pub async fn next(&mut self) -> FollowStep {
-        loop {
-            // Mark the current version seen before looking, so a change made after the
-            // look wakes the wait below.
-            self.version.borrow_and_update();
-            if let Some(step) = self.try_next() {
-                return step;
-            }
-            if self.version.changed().await.is_err() {
-                // The cache itself is gone: nothing more can arrive.
-                return FollowStep::End(TrackEnd::Failed {
-                    code: 0,
-                    reason: "track cache dropped".into(),
-                });
-            }
-        }
-    }
-}
-
 #[cfg(test)]
-#[path = "cache_tests.rs"]
 mod tests;

@@ -1,5 +1,5 @@
-//! Tests of the track cache (`cache.rs`): eviction within the byte and group limits,
-//! followers, and what a late joiner is served.
+//! Tests of the track cache (`cache/`): eviction within the byte and group limits,
+//! followers, what a late joiner is served, and what floods of objects cost.
 
 use super::*;
 
@@ -77,7 +77,7 @@ fn payloads_are_shared_not_copied() {
 fn eviction_keeps_newest_and_bounds_bytes() {
     let cache = TrackCache::new(CacheLimits {
         max_groups: 3,
-        max_bytes: 2500,
+        max_bytes: 4000,
         keep_for: Duration::ZERO,
         ..Default::default()
     });
@@ -87,7 +87,7 @@ fn eviction_keeps_newest_and_bounds_bytes() {
             .push_object(g, 0, Bytes::from(vec![0u8; 1000]))
             .unwrap();
         cache.end_group(g);
-        assert!(cache.bytes() <= 2500);
+        assert!(cache.bytes() <= 4000);
         assert!(cache.group_count() <= 3);
     }
     assert_eq!(cache.newest_group_id(), Some(9));
@@ -102,9 +102,11 @@ fn eviction_keeps_newest_and_bounds_bytes() {
 
 #[test]
 fn young_groups_stay_beyond_the_count_within_bytes_and_the_group_cap() {
+    // Room for 1,000 groups of one 100-byte object, overheads included.
+    const ROOM: usize = 1_000 * (100 + OBJECT_OVERHEAD_BYTES + GROUP_OVERHEAD_BYTES);
     let cache = TrackCache::new(CacheLimits {
         max_groups: 3,
-        max_bytes: 100_000,
+        max_bytes: ROOM,
         keep_for: Duration::from_secs(3600),
         ..Default::default()
     });
@@ -127,7 +129,7 @@ fn young_groups_stay_beyond_the_count_within_bytes_and_the_group_cap() {
             .push_object(g, 0, Bytes::from(vec![0u8; 100]))
             .unwrap();
         cache.end_group(g);
-        assert!(cache.bytes() <= 100_000);
+        assert!(cache.bytes() <= ROOM);
     }
     assert_eq!(cache.group_count(), 1_000);
     // And the group cap, for groups too small for the byte limit to bite.
@@ -247,4 +249,152 @@ async fn next_wakes_on_new_data() {
     }
     task.await.unwrap();
     assert_eq!(steps.len(), 4, "{steps:?}");
+}
+
+fn objects_held(cache: &TrackCache) -> usize {
+    cache.lock().groups.iter().map(|g| g.objects.len()).sum()
+}
+
+#[test]
+fn a_flood_of_empty_objects_is_bounded_by_the_budget() {
+    // Today's accounting charged payload bytes only: empty objects were free, so a
+    // publisher could make a cache hold a million of them (each an entry and a handle).
+    let budget = CacheBudget::new(100_000);
+    let limits = CacheLimits {
+        max_groups: usize::MAX,
+        max_bytes: usize::MAX,
+        max_group_bytes: usize::MAX,
+        max_group_objects: usize::MAX,
+        keep_for: Duration::from_secs(3600),
+    };
+    let cache = TrackCache::with_budget(limits, &budget);
+    let most = 100_000 / OBJECT_OVERHEAD_BYTES;
+    for id in 0..2_000 {
+        let g = cache.begin_group(info(id)).unwrap();
+        for object in 0..100 {
+            let _ = cache.push_object(g, object, Bytes::new());
+        }
+        cache.end_group(g);
+        assert!(
+            budget.used() <= budget.limit(),
+            "{} > budget",
+            budget.used()
+        );
+        assert!(
+            objects_held(&cache) <= most,
+            "{} empty objects held",
+            objects_held(&cache)
+        );
+    }
+    assert_eq!(cache.newest_group_id(), Some(1_999));
+}
+
+#[test]
+fn a_flood_of_empty_objects_in_one_group_ends_it_at_the_budget() {
+    let budget = CacheBudget::new(10_000);
+    let limits = CacheLimits {
+        max_group_objects: usize::MAX,
+        ..Default::default()
+    };
+    let cache = TrackCache::with_budget(limits, &budget);
+    let g = cache.begin_group(info(1)).unwrap();
+    let mut follower = cache.follow();
+    assert!(matches!(
+        follower.try_next(),
+        Some(FollowStep::Group { .. })
+    ));
+    let refused = (0..1_000_000u64)
+        .map(|object| cache.push_object(g, object, Bytes::new()))
+        .position(|result| result.is_err())
+        .expect("the budget ends the flood");
+    assert!(
+        refused <= 10_000 / OBJECT_OVERHEAD_BYTES,
+        "{refused} objects taken"
+    );
+    assert_eq!(budget.used(), 0, "the dropped group gave its bytes back");
+    assert_eq!(
+        follower.try_next(),
+        Some(FollowStep::GroupAbandoned { seq: g }),
+        "a follower is told, and passes nothing off as whole"
+    );
+}
+
+#[test]
+fn a_group_past_the_object_cap_is_dropped_and_the_next_one_is_cached() {
+    let cache = TrackCache::new(CacheLimits {
+        max_group_objects: 3,
+        ..Default::default()
+    });
+    let g = cache.begin_group(info(1)).unwrap();
+    let mut follower = cache.follow();
+    assert!(matches!(
+        follower.try_next(),
+        Some(FollowStep::Group { .. })
+    ));
+    for object in 0..3 {
+        cache
+            .push_object(g, object, Bytes::from_static(b"x"))
+            .unwrap();
+    }
+    let err = cache
+        .push_object(g, 3, Bytes::from_static(b"x"))
+        .unwrap_err();
+    assert_eq!(err, CacheError::TooManyObjects(1));
+    assert!(err.dropped_group());
+    assert_eq!(err.limit(), Some("cache_group_objects"));
+    assert_eq!(cache.group_count(), 0);
+    assert_eq!(cache.bytes(), 0);
+    // Later objects of the dropped group are ignored; the follower sees it abandoned.
+    cache.push_object(g, 4, Bytes::from_static(b"x")).unwrap();
+    let steps = drain(&mut follower);
+    assert_eq!(
+        steps.last(),
+        Some(&FollowStep::GroupAbandoned { seq: g }),
+        "{steps:?}"
+    );
+    let next = cache.begin_group(info(2)).unwrap();
+    cache
+        .push_object(next, 0, Bytes::from_static(b"y"))
+        .unwrap();
+    cache.end_group(next);
+    assert_eq!(cache.newest_group_id(), Some(2));
+}
+
+#[test]
+fn newest_groups_count_inside_the_budget() {
+    // Ten tracks each growing one (newest, never evicted) group: before, the budget was
+    // exceeded without bound because newest groups did not count; now a write that would
+    // pass it drops the group being written.
+    const OBJECT: usize = 1_000;
+    let budget = CacheBudget::new(50_000);
+    let limits = CacheLimits {
+        max_group_bytes: usize::MAX,
+        ..Default::default()
+    };
+    let tracks: Vec<TrackCache> = (0..10)
+        .map(|_| TrackCache::with_budget(limits, &budget))
+        .collect();
+    let seqs: Vec<u64> = tracks
+        .iter()
+        .map(|t| t.begin_group(info(1)).unwrap())
+        .collect();
+    let mut refused = 0;
+    for object in 0..100u64 {
+        for (track, seq) in tracks.iter().zip(&seqs) {
+            match track.push_object(*seq, object, Bytes::from(vec![0u8; OBJECT])) {
+                Ok(()) => {}
+                Err(CacheError::BudgetFull(1)) => refused += 1,
+                Err(err) => panic!("{err}"),
+            }
+            assert!(
+                budget.used() <= budget.limit(),
+                "{} > {}",
+                budget.used(),
+                budget.limit()
+            );
+        }
+    }
+    assert!(refused > 0);
+    let sum: usize = tracks.iter().map(|c| c.bytes()).sum();
+    assert_eq!(sum, budget.used(), "accounting drifted");
 }
