@@ -15,8 +15,11 @@ impl Pacer {
     /// How long to wait before releasing media stamped `media_time` (seconds).
     pub fn delay(&mut self, media_time: f64, now: Instant) -> Duration {
         let (start, first) = *self.origin.get_or_insert((now, media_time));
-        let due = start + Duration::from_secs_f64((media_time - first).max(0.0));
-        due.saturating_duration_since(now)
+        // Media times come from the input's tfdt: a jump of 2^63 ticks is a valid u64, but
+        // `start + ahead` would overflow an Instant. Compared as durations, nothing can.
+        let ahead =
+            Duration::try_from_secs_f64((media_time - first).max(0.0)).unwrap_or(Duration::MAX);
+        ahead.saturating_sub(now.saturating_duration_since(start))
     }
 
     /// Waits until media stamped `media_time` is due.
@@ -42,5 +45,23 @@ mod tests {
         assert_eq!(start.elapsed(), Duration::from_secs(2));
         // Media that is already due (a late start) is released at once.
         assert_eq!(pacer.delay(101.0, Instant::now()), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_media_time_far_ahead_is_a_long_delay_not_a_panic() {
+        // A file whose tfdt jumps from 0 to 2^63 (timescale 1): `Instant + 2^63 s`
+        // overflowed and the publisher panicked.
+        let mut pacer = Pacer::default();
+        let start = Instant::now();
+        assert_eq!(pacer.delay(0.0, start), Duration::ZERO);
+        assert_eq!(
+            pacer.delay(2f64.powi(63), start),
+            Duration::from_secs(1 << 63)
+        );
+        assert_eq!(pacer.delay(f64::MAX, start), Duration::MAX);
+        assert_eq!(
+            pacer.delay(1.0, start + Duration::from_secs(5)),
+            Duration::ZERO
+        );
     }
 }
