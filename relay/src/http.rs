@@ -1,14 +1,16 @@
 //! The HTTP routes every node serves: `/healthz`, `/readyz`, Prometheus `/metrics`, and
 //! `/certificate.sha256` (the fingerprint clients pin for a development certificate). The
-//! origin adds its own routes to this router.
+//! origin adds its own routes to this router. [`crate::http_server`] serves it, within
+//! the HTTP port's limits.
 
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::Router;
+use axum::{Extension, Router};
 use tokio::sync::watch;
 
+use crate::http_server::HttpMetrics;
 use crate::relay::Relay;
 
 #[derive(Clone)]
@@ -27,14 +29,19 @@ pub fn routes(relay: Relay, fingerprint: watch::Receiver<String>) -> Router {
         .with_state(NodeState { relay, fingerprint })
 }
 
-async fn metrics(State(state): State<NodeState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state
-            .relay
-            .metrics()
-            .render(state.relay.registry().budget().used()),
-    )
+/// The relay's metrics, and the HTTP port's when [`crate::http_server::serve`] serves it.
+async fn metrics(
+    State(state): State<NodeState>,
+    http: Option<Extension<HttpMetrics>>,
+) -> impl IntoResponse {
+    let mut text = state
+        .relay
+        .metrics()
+        .render(state.relay.registry().budget().used());
+    if let Some(Extension(http)) = http {
+        text.push_str(&http.render());
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 
 /// 200 while the node can serve; 503 while draining or while its upstream link is down.
@@ -57,9 +64,4 @@ async fn certificate(State(state): State<NodeState>) -> impl IntoResponse {
         [(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")],
         format!("{}\n", *state.fingerprint.borrow()),
     )
-}
-
-/// Serves `router` on `listener` until the process ends.
-pub async fn serve(listener: tokio::net::TcpListener, router: Router) -> std::io::Result<()> {
-    axum::serve(listener, router).await
 }

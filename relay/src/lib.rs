@@ -29,6 +29,7 @@ pub mod fetch_merge;
 pub mod forward;
 pub mod goaway;
 pub mod http;
+pub mod http_server;
 pub mod local;
 pub mod metrics;
 pub mod node;

@@ -1,9 +1,11 @@
 //! What every node binary (`stagecast-server`, `stagecast-relay`) does around the engine:
 //! its shared options, its certificate (kept fresh while it runs), its listeners, the
-//! banner naming its addresses, and serving until SIGTERM, then draining.
+//! banner naming its addresses, and serving until SIGTERM, then draining. The HTTP port is
+//! served within its limits (`--http-*`), and over HTTPS too with a real certificate.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -14,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::auth_args::AuthArgs;
+use crate::http_server::{HttpLimits, HttpMetrics};
 use crate::relay::{Relay, RelayConfig};
 
 /// Options shared by the node binaries (each binary adds its own addresses and data
@@ -62,6 +65,20 @@ pub struct NodeArgs {
     /// Objects one cached group may hold; a group growing past it is dropped.
     #[arg(long, env = "STAGECAST_MAX_GROUP_OBJECTS", default_value_t = crate::cache::DEFAULT_MAX_GROUP_OBJECTS)]
     pub max_group_objects: usize,
+    /// HTTP port: how long a connection may take to send a request head (also how long
+    /// an idle kept-alive connection stays open).
+    #[arg(long, env = "STAGECAST_HTTP_HEADER_TIMEOUT", default_value = "10s", value_parser = stagecast_proto::duration::parse_duration)]
+    pub http_header_timeout: Duration,
+    /// HTTP port: how long one request may take, reading its body and answering (else 408).
+    #[arg(long, env = "STAGECAST_HTTP_REQUEST_TIMEOUT", default_value = "30s", value_parser = stagecast_proto::duration::parse_duration)]
+    pub http_request_timeout: Duration,
+    /// HTTP port: connections open at once; more are closed on arrival (kept below the
+    /// open-files limit).
+    #[arg(long, env = "STAGECAST_HTTP_MAX_CONNECTIONS", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    pub http_max_connections: u32,
+    /// HTTP port: the largest request body (`64KiB`); larger ones get 413.
+    #[arg(long, env = "STAGECAST_HTTP_MAX_BODY", default_value = "64KiB", value_parser = stagecast_proto::byte_size::parse_byte_size)]
+    pub http_max_body: usize,
     #[command(flatten)]
     pub auth: AuthArgs,
 }
@@ -89,6 +106,8 @@ pub struct NodeListeners {
     pub http: TcpListener,
     /// The certificate fingerprint now (changes when a development certificate renews).
     pub fingerprint: watch::Receiver<String>,
+    /// With a real certificate, the HTTP port's TLS set-up: it speaks HTTPS too.
+    pub https: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl NodeArgs {
@@ -108,6 +127,17 @@ impl NodeArgs {
             ..RelayConfig::with_cache_budget(cache_bytes)
         }
         .with_data_limits(self))
+    }
+
+    /// The limits of the HTTP port these options describe.
+    pub fn http_limits(&self) -> HttpLimits {
+        let wanted = usize::try_from(self.http_max_connections).unwrap_or(usize::MAX);
+        HttpLimits {
+            header_timeout: self.http_header_timeout,
+            request_timeout: self.http_request_timeout,
+            max_connections: crate::http_server::effective_max_connections(wanted),
+            max_body_bytes: self.http_max_body,
+        }
     }
 
     /// Loads the certificate, binds the UDP endpoint and the HTTP listener, and keeps a
@@ -131,6 +161,15 @@ impl NodeArgs {
         let http = TcpListener::bind(http_bind)
             .await
             .with_context(|| format!("cannot listen for HTTP on {http_bind}"))?;
+        // A development certificate is for QUIC pinning; browsers would not trust it.
+        let https = match identity.expires {
+            None => Some(Arc::new(
+                identity
+                    .server_config(&[b"http/1.1"])
+                    .context("cannot use the certificate for HTTPS")?,
+            )),
+            Some(_) => None,
+        };
         let (fingerprint_tx, fingerprint) = watch::channel(identity.fingerprint.clone());
         if identity.expires.is_some() {
             tokio::spawn(renew_dev_certificate(
@@ -145,6 +184,7 @@ impl NodeArgs {
             endpoint,
             http,
             fingerprint,
+            https,
         })
     }
 }
@@ -159,6 +199,9 @@ impl NodeListeners {
         eprintln!("  MoQ (QUIC):         moqt://localhost:{quic}");
         eprintln!("  MoQ (WebTransport): https://localhost:{quic}");
         eprintln!("  HTTP:               http://localhost:{http}");
+        if self.https.is_some() {
+            eprintln!("  HTTPS (same port):  https://localhost:{http}");
+        }
         eprintln!("  certificate SHA-256 {}", self.identity.fingerprint);
         Ok(())
     }
@@ -166,7 +209,13 @@ impl NodeListeners {
     /// Serves `routes` over HTTP and MoQ sessions on the endpoint until SIGTERM or Ctrl-C,
     /// then drains as `args` say.
     pub async fn serve(self, relay: Relay, routes: axum::Router, args: &NodeArgs) {
-        tokio::spawn(crate::http::serve(self.http, routes));
+        tokio::spawn(crate::http_server::serve(
+            self.http,
+            routes,
+            args.http_limits(),
+            self.https,
+            HttpMetrics::default(),
+        ));
         let handle: EndpointHandle = self.endpoint.handle();
         let accept = tokio::spawn(crate::accept::serve_endpoint(relay.clone(), self.endpoint));
         tokio::select! {

@@ -44,6 +44,8 @@ struct Args {
     no_dev_credits: bool,
     #[command(flatten)]
     node: NodeArgs,
+    #[command(flatten)]
+    viewer: viewer::ViewerArgs,
 }
 
 /// The token key the origin makes in its data directory when none is given.
@@ -106,7 +108,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let quic_port = listeners.endpoint.local_addr()?.port();
     let routes = web::routes(relay.clone(), listeners.fingerprint.clone())
-        .merge(viewer::routes(quic_port))
+        .merge(viewer::routes(viewer::ViewerConfig {
+            moqt_port: quic_port,
+            relays: args.viewer.viewer_relays.clone(),
+            loopback_http: listeners.https.is_none(),
+        }))
         .merge(guest::routes(token_key));
     listeners.serve(relay, routes, &args.node).await;
     Ok(())

@@ -58,10 +58,11 @@ function untilPanelState(page, ms = 15000) {
   });
 }
 
-/** The chat lines shown in the page: [{name, text, html}]. */
+/** The chat lines shown in the page: [{name, badge, text, html}]. */
 function chatLines(page) {
   return page.evaluate(() => [...document.querySelectorAll('#ix-chat li')].map((li) => ({
-    name: li.querySelector('.ix-name')?.textContent,
+    name: li.querySelector('.ix-name-text')?.textContent,
+    badge: li.querySelector('.ix-badge')?.textContent,
     text: li.querySelector('.ix-text')?.textContent,
     html: li.querySelector('.ix-text')?.innerHTML,
   })));

@@ -38,7 +38,9 @@ async function main() {
   let interaction;
   try {
     const { startInteraction } = await panel;
-    interaction = startInteraction({ player, video, namespace, token: connection.token });
+    const relayTrusted = connection.trusted(connection.relay);
+    const relayHost = new URL(connection.relay).host;
+    interaction = startInteraction({ player, video, namespace, token: connection.token, relayTrusted, relayHost });
   } catch (err) {
     document.getElementById('ix-status').textContent = `The chat could not start: ${err.message}`;
   }

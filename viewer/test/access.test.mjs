@@ -3,7 +3,8 @@
  * `jwt` parameter of location.js): the token reaches the WebTransport URL, and every way
  * a server refuses it (REQUEST_ERROR codes, session close codes) becomes a final
  * "not authorized" or "expired" message, while other errors do not; the page reads a
- * token's expiry.
+ * token's expiry; tokens go only to the origin's own MoQ endpoint and the relays its
+ * /viewer/config.json lists.
  * Run: node --test viewer/test/
  */
 
@@ -11,7 +12,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { accessDenied, tokenExpiry, withToken } from '../js/player/access.js';
-import { connectionOf } from '../js/location.js';
+import { connectionOf, trustedRelays } from '../js/location.js';
 import { RequestErrorCode, SessionCloseCode } from '../js/moqt/messages.js';
 import { RequestError, SessionClosed } from '../js/moqt/session.js';
 
@@ -29,6 +30,47 @@ test('the page reads ?jwt= next to ?relay=; no jwt means no token', async () => 
   assert.equal(c.token, 'eyJ.x.y');
   const none = await connectionOf({ search: '?relay=https%3A%2F%2Flocalhost%3A4444%2F&jwt=', hostname: 'localhost' });
   assert.equal(none.token, undefined);
+});
+
+test('a token may go to the origin and the relays it lists, and nowhere else', () => {
+  const trusted = trustedRelays('stage.example', { moqtPort: 4443, relays: ['https://edge1.example:4443', 'https://EDGE2.example/', 42, 'http://plain.example:80', 'junk'] });
+  assert.equal(trusted('https://stage.example:4443/'), true, "the origin's own endpoint");
+  assert.equal(trusted('https://edge1.example:4443/moq?x=1'), true, 'a listed relay, any path');
+  assert.equal(trusted('https://edge2.example:443/'), true, 'origins compare as the browser computes them');
+  for (const url of [
+    'https://evil.example/',
+    'https://edge1.example:4444/', // another port
+    'https://edge1.example.evil.example:4443/',
+    'https://stage.example:4444/',
+    'http://plain.example/', // not https, even if listed
+    'https://plain.example/',
+    'not a url',
+    undefined,
+  ]) {
+    assert.equal(trusted(url), false, String(url));
+  }
+  // No config (it could not be read): nothing is trusted.
+  assert.equal(trustedRelays('stage.example', undefined)('https://stage.example:4443/'), false);
+});
+
+test('a ?relay= the origin does not list is not trusted; config.json decides', async () => {
+  const realFetch = globalThis.fetch;
+  globalThis.fetch = async (url) => {
+    assert.equal(url, '/viewer/config.json');
+    return new Response(JSON.stringify({ moqtPort: 4443, relays: ['https://edge.example:4443'] }));
+  };
+  try {
+    const evil = await connectionOf({ search: '?relay=https%3A%2F%2Fevil.example%2F&fingerprint=ab&jwt=eyJ.x.y', hostname: 'stage.example' });
+    assert.equal(evil.relay, 'https://evil.example/');
+    assert.equal(evil.trusted(evil.relay), false);
+    const edge = await connectionOf({ search: '?relay=https%3A%2F%2Fedge.example%3A4443%2F', hostname: 'stage.example' });
+    assert.equal(edge.trusted(edge.relay), true);
+    const own = await connectionOf({ search: '', hostname: 'stage.example' });
+    assert.equal(own.relay, 'https://stage.example:4443/');
+    assert.equal(own.trusted(own.relay), true);
+  } finally {
+    globalThis.fetch = realFetch;
+  }
 });
 
 test('a refused SUBSCRIBE says not authorized, in words that fit whether a token was given', () => {

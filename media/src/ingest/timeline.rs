@@ -146,4 +146,28 @@ mod tests {
         timeline.begin_pass();
         assert_eq!(timeline.place(1, 2, None, 1024).expect("a"), 289_792);
     }
+
+    #[test]
+    fn decode_times_near_u64_max_are_an_error_not_a_wrap() {
+        let overflow = |r: Result<u64, IngestError>| {
+            matches!(r, Err(IngestError::Overflow { track_id: 1, .. }))
+        };
+        // A tfdt 10 ticks short of u64::MAX and a chunk of 1024 ticks.
+        let mut timeline = LoopTimeline::new([90_000]);
+        assert!(overflow(timeline.place(0, 1, Some(u64::MAX - 10), 1024)));
+        // A traf without tfdt continues the previous chunk, past u64::MAX.
+        let mut timeline = LoopTimeline::new([90_000]);
+        assert_eq!(
+            timeline.place(0, 1, Some(u64::MAX - 1024), 1024).ok(),
+            Some(u64::MAX - 1024)
+        );
+        assert!(overflow(timeline.place(0, 1, None, 1)));
+        // A loop pass moves times past the end of the first: past u64::MAX here.
+        let mut timeline = LoopTimeline::new([90_000]);
+        timeline.place(0, 1, Some(0), 1).unwrap();
+        timeline.place(0, 1, Some(u64::MAX - 1), 1).unwrap();
+        timeline.begin_pass();
+        // The second pass starts at u64::MAX: its first chunk cannot end.
+        assert!(overflow(timeline.place(0, 1, Some(0), 1)));
+    }
 }

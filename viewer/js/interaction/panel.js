@@ -11,13 +11,15 @@
  * so a viewer behind live sees the panel change with the picture.
  * Up: one InteractionClient (client.js) on the same WebTransport session. Identity is
  * the page's ?jwt= token, or a guest token from POST /api/guest on the page's origin
- * (kept in localStorage until it expires).
+ * (kept in localStorage until it expires). Neither goes to a relay the origin does not
+ * list (location.js): through such a relay the panel is read-only and says why.
  *
  * Every piece of user text (names, messages, questions, options, emoji) is written with
  * textContent, never as HTML.
  */
 
 import { tokenExpiry } from '../player/access.js';
+import { nameElement } from './badge.js';
 import { InteractionClient } from './client.js';
 import { FrameError } from './codec.js';
 import { Gate, isDue, mediaClock } from './mediatime.js';
@@ -33,6 +35,15 @@ const MAX_HELD_STATES = 256;
 const GUEST_KEY = 'stagecast.guest';
 
 const $ = (id) => document.getElementById(id);
+
+/** host:port of a URL, for a message; '' if it is not one. */
+function hostOf(url) {
+  try {
+    return new URL(url).host;
+  } catch {
+    return '';
+  }
+}
 
 /** The later of two media times, either possibly undefined. */
 function laterOf(a, b) {
@@ -126,9 +137,10 @@ export class InteractionPanel {
   /**
    * `player`: the page's Player (its 'session' events); `video`: the video element (its
    * currentTime is the media clock); `namespace`: the broadcast's path fields; `token`: the
-   * page's ?jwt= token, if any.
+   * page's ?jwt= token, if any; `relayTrusted`: whether the relay the page connects to
+   * may see a token (`relayHost` names it in the message when not).
    */
-  constructor({ player, video, namespace, token }) {
+  constructor({ player, video, namespace, token, relayTrusted = false, relayHost = '' }) {
     this.player = player;
     this.namespace = namespace;
     this.broadcast = namespace.join('/');
@@ -142,9 +154,11 @@ export class InteractionPanel {
     this.trackName = undefined;
     this.trackState = 'waiting'; // waiting, none, subscribed, failed
     this.pageToken = token;
-    const guest = token ? undefined : loadGuest();
-    this.guest = guest;
-    this.client = new InteractionClient({ broadcast: this.broadcast, token: token ?? guest?.token });
+    this.relayTrusted = relayTrusted;
+    this.relayHost = relayHost;
+    // A saved guest token is not even read for a relay that may not see it.
+    this.guest = token || !relayTrusted ? undefined : loadGuest();
+    this.client = new InteractionClient({ broadcast: this.broadcast, token: this.identityToken() });
     this.balance = undefined;
     this.tipOpen = false;
     this.bindDom();
@@ -177,6 +191,7 @@ export class InteractionPanel {
       alerts: $('ix-alerts'),
       chat: $('ix-chat'),
       reactions: $('ix-reactions'),
+      untrusted: $('ix-untrusted'),
       join: $('ix-join'),
       joinName: $('ix-join-name'),
       send: $('ix-send'),
@@ -255,7 +270,21 @@ export class InteractionPanel {
 
   // ------------------------------------------------------------------ sessions, track
 
-  onSession({ session, catalog }) {
+  /** The token the hello may carry on a session with a relay trusted or not. */
+  identityToken() {
+    return this.relayTrusted ? this.pageToken ?? this.guest?.token : undefined;
+  }
+
+  onSession({ session, catalog, trusted }) {
+    // A GOAWAY may have moved the player to another relay: the token follows only to a
+    // listed one, and is taken off before the new session can carry a hello.
+    if (trusted !== this.relayTrusted) {
+      this.relayTrusted = Boolean(trusted);
+      this.relayHost = hostOf(this.player.relay);
+      if (this.relayTrusted && !this.pageToken) this.guest ??= loadGuest();
+      if (this.client.token !== this.identityToken()) this.client.setToken(this.identityToken());
+      this.renderIdentity();
+    }
     this.client.attach(session.wt);
     const name = catalog?.bytes ? interactionTrackOf(catalog.bytes) : undefined;
     if (!name) {
@@ -362,9 +391,8 @@ export class InteractionPanel {
     const atBottom = this.chatAtBottom;
     const li = el('li', 'ix-line');
     li.dataset.seq = String(line.seq);
-    const name = el('span', `ix-name role-${['creator', 'moderator'].includes(line.role) ? line.role : 'viewer'}`, line.name ?? line.user ?? '?');
-    if (line.role === 'creator' || line.role === 'moderator') name.title = line.role;
-    li.append(name, el('span', 'ix-text', line.text ?? ''));
+    // The badge comes from the line's role, never from its name (badge.js).
+    li.append(nameElement(line, el), el('span', 'ix-text', line.text ?? ''));
     // In seq order: usually at the end.
     let before = null;
     for (let node = chat.lastElementChild; node; node = node.previousElementSibling) {
@@ -527,7 +555,11 @@ export class InteractionPanel {
     const d = this.dom;
     const welcome = this.client.welcome;
     const hasToken = Boolean(this.client.token);
-    d.join.hidden = hasToken;
+    d.untrusted.hidden = this.relayTrusted;
+    d.untrusted.textContent = this.relayTrusted
+      ? ''
+      : `You are watching through ${this.relayHost || 'a relay'}, which this site does not list: your sign-in is not sent there, so you watch anonymously and cannot chat here.`;
+    d.join.hidden = hasToken || !this.relayTrusted;
     d.send.hidden = !hasToken;
     const ready = this.canSend();
     d.send.querySelector('button').disabled = !ready;
@@ -540,6 +572,7 @@ export class InteractionPanel {
 
   async join(name) {
     const d = this.dom;
+    if (!this.relayTrusted) return; // the form is hidden: a guest token would go to that relay
     if (!name) {
       d.error.textContent = 'Choose a display name first.';
       return;
@@ -651,6 +684,8 @@ export class InteractionPanel {
       state: this.follower.state,
       welcome: this.client.welcome,
       client: this.client.status.state,
+      relayTrusted: this.relayTrusted,
+      hasToken: Boolean(this.client.token),
       track: this.trackState,
       lines: [...this.lines.keys()],
       balance: this.balance,

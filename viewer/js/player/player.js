@@ -44,13 +44,16 @@ export class Player extends EventTarget {
   /**
    * `relay`: WebTransport URL; `fingerprint`: hex SHA-256 to pin, or `certUrl` to fetch it
    * from; `namespace`: the broadcast's path segments; `token`: the access token (JWT),
-   * added as `?jwt=` to every URL connected to, including after a GOAWAY names another.
+   * added as `?jwt=` to every URL connected to that `trusted(url)` vouches for, including
+   * after a GOAWAY names another (to any other the player connects without it).
    */
-  constructor(video, { relay, fingerprint, certUrl, namespace, token, lowLatency = false }) {
+  constructor(video, { relay, fingerprint, certUrl, namespace, token, lowLatency = false, trusted = () => false }) {
     super();
     this.video = video;
     this.relay = relay; // without the token: the stats show it
     this.token = token;
+    this.trusted = trusted;
+    this.sentToken = undefined; // the token the current session presented, if any
     this.fingerprint = fingerprint;
     this.certUrl = certUrl;
     this.namespace = namespace;
@@ -131,7 +134,7 @@ export class Player extends EventTarget {
         wait = played ? 0 : backoff;
       } catch (err) {
         if (this.stopped) return;
-        const denied = accessDenied(err, Boolean(this.token));
+        const denied = accessDenied(err, Boolean(this.sentToken));
         if (denied) {
           this.deny(denied, err instanceof SessionClosed ? `session closed 0x${err.code.toString(16)}` : `REQUEST_ERROR 0x${err.code.toString(16)}`);
           return;
@@ -148,7 +151,7 @@ export class Player extends EventTarget {
       }
       if (this.stopped) return;
       // However the session ended, a token past its expiry will not get a new one.
-      if (this.token && Date.now() >= (tokenExpiry(this.token) ?? Infinity)) {
+      if (this.sentToken && Date.now() >= (tokenExpiry(this.sentToken) ?? Infinity)) {
         this.deny(EXPIRED, 'token expiry');
         return;
       }
@@ -163,7 +166,10 @@ export class Player extends EventTarget {
   async connectOnce() {
     if (this.state !== 'reconnecting') this.setState('connecting', 'Connecting…');
     const fingerprint = await this.resolveFingerprint();
-    const session = await MoqtSession.connect(withToken(this.relay, this.token), { fingerprint });
+    // A relay the origin does not list never sees the token (a link can name any host).
+    const relayTrusted = this.trusted(this.relay);
+    this.sentToken = relayTrusted ? this.token : undefined;
+    const session = await MoqtSession.connect(withToken(this.relay, this.sentToken), { fingerprint });
     this.session = session;
     this.offset = Infinity;
     let ended;
@@ -191,7 +197,7 @@ export class Player extends EventTarget {
       this.lastMediaAt = performance.now();
       // The session is up: the interaction panel opens its request stream on the same
       // WebTransport session and subscribes to the catalog's interaction track.
-      this.dispatchEvent(new CustomEvent('session', { detail: { session, catalog } }));
+      this.dispatchEvent(new CustomEvent('session', { detail: { session, catalog, trusted: relayTrusted } }));
       const stall = setInterval(() => {
         if (performance.now() - this.lastMediaAt > STALL_MS) ended('stalled');
       }, 500);
@@ -200,7 +206,7 @@ export class Player extends EventTarget {
       this.whyEnded = why;
       // Closed by the server because of the token (it expired while watching, say).
       const closed = session.peerClose && new SessionClosed(session.peerClose);
-      if (closed && accessDenied(closed, Boolean(this.token))) throw closed;
+      if (closed && accessDenied(closed, Boolean(this.sentToken))) throw closed;
     } catch (err) {
       // Requests fail a moment before the close that explains them arrives.
       throw await session.reasonFor(err);
@@ -367,6 +373,8 @@ export class Player extends EventTarget {
       droppedFrames: q?.droppedVideoFrames ?? 0,
       decodedFrames: q?.totalVideoFrames ?? 0,
       relay: this.relay,
+      relayTrusted: this.trusted(this.relay),
+      tokenSent: Boolean(this.sentToken),
       reconnects: this.reconnects,
       deniedBy: this.deniedBy,
       currentTime: v.currentTime,
