@@ -218,6 +218,22 @@ export async function relay(dir, name, upstream) {
   return node;
 }
 
+/**
+ * Makes `server` (an origin) list `relays` in /viewer/config.json, the relays its viewer
+ * page may send tokens to (`--viewer-relay`): the relays start after their origin, so it
+ * restarts on the same ports with the flag, and each relay's link comes back by itself.
+ */
+export async function listRelays(server, relays) {
+  const urls = relays.map((r) => `https://localhost:${r.quic}/`);
+  server.args = [...server.args, ...urls.flatMap((u) => ['--viewer-relay', u])];
+  await server.kill();
+  await server.restart();
+  for (const r of relays) {
+    await waitFor(`${r.name} to reconnect`, 30000, async () => (await r.metric('stagecast_upstream_connected')) === 1);
+  }
+  return urls;
+}
+
 /** Launches headless Chromium with the flags FACTS.md lists, and a fresh profile. */
 export async function launchBrowser(dir) {
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y chromium (scripts/test.sh does)`);

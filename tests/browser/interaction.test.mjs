@@ -20,7 +20,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 
-import { bin, browserFor, issueToken, openPage, origin, relay, startNode, testDir, untilPlaying, waitFor } from './harness.mjs';
+import { bin, browserFor, issueToken, listRelays, openPage, origin, relay, startNode, testDir, untilPlaying, waitFor } from './harness.mjs';
 
 /** Runs `stagecast ARGS`; resolves with its stdout, rejects with its stderr on failure. */
 function cli(args, ms = 20000) {
@@ -278,6 +278,7 @@ test('through a relay: the page\'s requests reach the origin and the state comes
   const dir = testDir('interaction-relay');
   const server = await startNode(origin(dir));
   const edge = await startNode(relay(dir, 'edge', server));
+  await listRelays(server, [edge]); // else the page would not send its guest token there
   const browser = await browserFor(dir);
   const relayUrl = `https://localhost:${edge.quic}/`;
   const url = `${server.httpUrl}/watch/demo/live?relay=${encodeURIComponent(relayUrl)}&cert=${encodeURIComponent(`${edge.httpUrl}/certificate.sha256`)}`;

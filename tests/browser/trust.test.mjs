@@ -1,7 +1,7 @@
 /**
  * Where the viewer page sends its tokens, in a real headless Chromium against real
  * Stagecast binaries on loopback: an origin that lists one relay (`--viewer-relay`), two
- * relays under it, one listed and one not. A page opened with ?relay= of the relay the
+ * relays under it, one listed and one not (harness.mjs `listRelays`). A page opened with ?relay= of the relay the
  * origin does not list plays anonymously and says why: that relay's log shows a session
  * without the link's ?jwt= token, and the hello its interaction stream carried (forwarded
  * to the origin) had no token either, neither the link's nor the guest token the page had
@@ -15,7 +15,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { browserFor, issueToken, openPage, origin, relay, startNode, testDir, untilPlaying, waitFor } from './harness.mjs';
+import { browserFor, issueToken, listRelays, origin, relay, startNode, testDir, untilPlaying, waitFor } from './harness.mjs';
 
 /** The "session started" lines of a node's log, with whom each session's token named. */
 function sessionsIn(node) {
@@ -51,13 +51,8 @@ test('the page sends its tokens only to relays the origin lists', async () => {
   const unlisted = await startNode(relay(dir, 'unlisted', server));
   // The origin names the listed relay in /viewer/config.json (restarted with the flag,
   // on the same ports: the relays come back by themselves).
-  const listedUrl = `https://localhost:${listed.quic}/`;
-  server.args = [...server.args, '--viewer-relay', listedUrl];
-  await server.kill();
-  await server.restart();
-  for (const r of [listed, unlisted]) {
-    await waitFor(`${r.name} to reconnect`, 30000, async () => (await r.metric('stagecast_upstream_connected')) === 1);
-  }
+  const [listedUrl] = await listRelays(server, [listed]);
+  await waitFor('unlisted to reconnect', 30000, async () => (await unlisted.metric('stagecast_upstream_connected')) === 1);
   const config = await (await fetch(`${server.httpUrl}/viewer/config.json`)).json();
   assert.deepEqual(config.relays, [listedUrl.replace(/\/$/, '')]);
 
