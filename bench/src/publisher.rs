@@ -14,7 +14,7 @@ use stagecast_proto::endpoint::ClientEndpoint;
 use stagecast_proto::trust::ClientTrust;
 use stagecast_relay::cache::{CacheLimits, GroupInfo, TrackCache};
 use stagecast_relay::local::LocalBroadcast;
-use stagecast_relay::router::{RouteGuard, Source};
+use stagecast_relay::router::{Owner, RouteGuard, Source};
 use stagecast_relay::upstream::{run_upstream, LinkState, UpstreamConfig};
 use stagecast_relay::{Relay, RelayConfig};
 use tokio::sync::watch;
@@ -58,7 +58,10 @@ impl SyntheticPublisher {
         let relay = Relay::new(RelayConfig::default());
         let broadcast = LocalBroadcast::new(namespace.clone());
         let cache = broadcast.create_track(track, CacheLimits::default());
-        let route = relay.router().register(namespace, Source::Local(broadcast));
+        let route =
+            relay
+                .router()
+                .register(namespace, Source::Local(broadcast), Owner::Local)?;
         let (state_tx, mut state_rx) = watch::channel(LinkState::Connecting { url: url.clone() });
         let link = tokio::spawn(run_upstream(
             relay,

@@ -123,7 +123,7 @@ impl AddressBuckets {
 #[derive(Debug)]
 pub struct AddressCounts {
     per_address: usize,
-    total: usize,
+    cap: usize,
     held: HashMap<IpAddr, usize>,
     sum: usize,
 }
@@ -139,7 +139,7 @@ impl AddressCounts {
     pub fn new(per_address: usize, total: usize) -> Self {
         Self {
             per_address,
-            total,
+            cap: total,
             held: HashMap::new(),
             sum: 0,
         }
@@ -147,7 +147,7 @@ impl AddressCounts {
 
     /// Counts one more for `ip`, unless a cap is reached.
     pub fn acquire(&mut self, ip: IpAddr) -> Result<(), CapReached> {
-        if self.sum >= self.total {
+        if self.sum >= self.cap {
             return Err(CapReached::Total);
         }
         let held = self.held.entry(address_key(ip)).or_default();

@@ -17,8 +17,12 @@ use crate::demux::InteractionStream;
 use crate::relay::Relay;
 use crate::router::SessionId;
 
-/// Interaction streams one session may have open at once; more are refused.
-pub const MAX_STREAMS_PER_SESSION: usize = 16;
+/// Interaction streams one viewer session may have open at once; more are refused with
+/// an answer saying so (a relay link carries its viewers' streams and is not held to it).
+pub const MAX_STREAMS_PER_SESSION: usize = 64;
+/// Streams waiting between the connection's demultiplexer and this session's server: a
+/// burst beyond it is reset before it is read.
+pub const STREAM_QUEUE: usize = 128;
 
 /// The origin's side: what serves an interaction stream whose header has been read.
 pub trait InteractionAuthority: Send + Sync + 'static {
@@ -59,13 +63,15 @@ fn grown_allowance(open: usize, allowed: u32) -> Option<u32> {
         .then(|| allowed.saturating_mul(2).min(RELAY_LINK_MAX_BIDI_STREAMS))
 }
 
-/// Serves the interaction streams of session `id` until the session ends, growing a relay
-/// link's stream allowance as they need. Never returns.
+/// Serves the interaction streams of session `id` until the session ends, at most
+/// `cap` at once (`None`: a relay link, or authorization off), growing a relay link's
+/// stream allowance as they need. Never returns.
 pub async fn serve_interaction(
     relay: Relay,
     id: SessionId,
     mut streams: mpsc::Receiver<InteractionStream>,
     mut allowance: Option<StreamAllowance>,
+    cap: Option<usize>,
 ) {
     let mut serving = tokio::task::JoinSet::new();
     loop {
@@ -73,6 +79,14 @@ pub async fn serve_interaction(
             stream = streams.recv() => match stream {
                 Some(stream) => {
                     relay.metrics().interaction_streams_total.inc();
+                    if cap.is_some_and(|cap| serving.len() >= cap) {
+                        relay.metrics().limits_refused.inc("interaction_streams_per_session");
+                        serving.spawn(refuse(
+                            stream,
+                            "too many interaction streams open on this connection",
+                        ));
+                        continue;
+                    }
                     serving.spawn(serve_stream(relay.clone(), id, stream));
                     if let Some(allowance) = allowance.as_mut() {
                         allowance.make_room(serving.len());

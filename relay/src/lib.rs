@@ -33,6 +33,7 @@ pub mod http_server;
 pub mod local;
 pub mod metrics;
 pub mod node;
+pub mod quic_args;
 pub mod registry;
 pub mod relay;
 pub mod router;

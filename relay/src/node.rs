@@ -53,18 +53,6 @@ pub struct NodeArgs {
     /// Write a qlog of every QUIC connection into this directory (for debugging QUIC).
     #[arg(long, env = "STAGECAST_QLOG_DIR")]
     pub qlog_dir: Option<PathBuf>,
-    /// FETCHes one session may have served at once; more are refused (EXCESSIVE_LOAD).
-    #[arg(long, env = "STAGECAST_MAX_FETCHES_PER_SESSION", default_value_t = crate::fetch_merge::DEFAULT_FETCHES_PER_SESSION)]
-    pub max_fetches_per_session: usize,
-    /// Groups one FETCH may span from its start; a longer range is cut to this.
-    #[arg(long, env = "STAGECAST_MAX_FETCH_GROUPS", default_value_t = crate::fetch_merge::DEFAULT_MAX_FETCH_GROUPS, value_parser = clap::value_parser!(u64).range(1..))]
-    pub max_fetch_groups: u64,
-    /// Bytes one FETCH may read from its source (`64MiB`); charged to --cache-bytes.
-    #[arg(long, env = "STAGECAST_MAX_FETCH_BYTES", default_value = "64MiB", value_parser = stagecast_proto::byte_size::parse_byte_size)]
-    pub max_fetch_bytes: usize,
-    /// Objects one cached group may hold; a group growing past it is dropped.
-    #[arg(long, env = "STAGECAST_MAX_GROUP_OBJECTS", default_value_t = crate::cache::DEFAULT_MAX_GROUP_OBJECTS)]
-    pub max_group_objects: usize,
     /// HTTP port: how long a connection may take to send a request head (also how long
     /// an idle kept-alive connection stays open).
     #[arg(long, env = "STAGECAST_HTTP_HEADER_TIMEOUT", default_value = "10s", value_parser = stagecast_proto::duration::parse_duration)]
@@ -79,6 +67,21 @@ pub struct NodeArgs {
     /// HTTP port: the largest request body (`64KiB`); larger ones get 413.
     #[arg(long, env = "STAGECAST_HTTP_MAX_BODY", default_value = "64KiB", value_parser = stagecast_proto::byte_size::parse_byte_size)]
     pub http_max_body: usize,
+    #[command(flatten)]
+    pub quic: crate::quic_args::QuicArgs,
+    /// FETCHes one session may have served at once; more are refused (EXCESSIVE_LOAD).
+    #[arg(long, env = "STAGECAST_MAX_FETCHES_PER_SESSION", default_value_t = crate::fetch_merge::DEFAULT_FETCHES_PER_SESSION)]
+    pub max_fetches_per_session: usize,
+    /// Groups one FETCH may span; a longer range is cut to this (a standalone FETCH keeps
+    /// its start, a Joining FETCH its end).
+    #[arg(long, env = "STAGECAST_MAX_FETCH_GROUPS", default_value_t = crate::fetch_merge::DEFAULT_MAX_FETCH_GROUPS, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_fetch_groups: u64,
+    /// Bytes one FETCH may read from its source (`64MiB`); charged to --cache-bytes.
+    #[arg(long, env = "STAGECAST_MAX_FETCH_BYTES", default_value = "64MiB", value_parser = stagecast_proto::byte_size::parse_byte_size)]
+    pub max_fetch_bytes: usize,
+    /// Objects one cached group may hold; a group growing past it is dropped.
+    #[arg(long, env = "STAGECAST_MAX_GROUP_OBJECTS", default_value_t = crate::cache::DEFAULT_MAX_GROUP_OBJECTS)]
+    pub max_group_objects: usize,
     #[command(flatten)]
     pub auth: AuthArgs,
 }
@@ -124,6 +127,9 @@ impl NodeArgs {
         Ok(RelayConfig {
             auth: self.auth.policy(generated_key)?,
             has_upstream,
+            sessions: crate::relay::SessionLimits {
+                setup_timeout: self.quic.setup_timeout,
+            },
             ..RelayConfig::with_cache_budget(cache_bytes)
         }
         .with_data_limits(self))
@@ -157,7 +163,14 @@ impl NodeArgs {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create the qlog directory {}", dir.display()))?;
         }
-        let endpoint = ServerEndpoint::bind_with_qlog(bind, &identity, self.qlog_dir.clone())?;
+        let endpoint = ServerEndpoint::bind_with(
+            bind,
+            &identity,
+            stagecast_proto::endpoint::EndpointOptions {
+                qlog_dir: self.qlog_dir.clone(),
+                ..self.quic.endpoint_options()
+            },
+        )?;
         let http = TcpListener::bind(http_bind)
             .await
             .with_context(|| format!("cannot listen for HTTP on {http_bind}"))?;

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use crate::auth::{SessionAuth, SESSION_EXPIRED_AUTH_TOKEN};
 use crate::demux::DemuxSession;
-use crate::forward::{serve_interaction, StreamAllowance, MAX_STREAMS_PER_SESSION};
+use crate::forward::{serve_interaction, StreamAllowance, MAX_STREAMS_PER_SESSION, STREAM_QUEUE};
 use crate::metrics::GaugeGuard;
 use crate::relay::Relay;
 use crate::router::{SessionId, Source};
@@ -33,7 +33,7 @@ pub async fn serve_session(relay: Relay, accepted: Accepted) -> Result<(), Sessi
     let remote = accepted.remote;
     let _permit = accepted.permit;
     let transport = accepted.session.clone();
-    let (interaction_tx, interaction_rx) = mpsc::channel(MAX_STREAMS_PER_SESSION);
+    let (interaction_tx, interaction_rx) = mpsc::channel(STREAM_QUEUE);
     let demux = DemuxSession::new(
         accepted.session,
         interaction_tx,
@@ -72,6 +72,8 @@ pub async fn serve_session(relay: Relay, accepted: Accepted) -> Result<(), Sessi
     let allowance = auth
         .is_relay_link()
         .then(|| StreamAllowance::relay_link(transport.clone()));
+    let stream_cap = (!auth.is_relay_link() && !matches!(*auth, SessionAuth::Open))
+        .then_some(MAX_STREAMS_PER_SESSION);
     let id = relay.next_session_id();
     relay.metrics().sessions_total.inc();
     let _open = GaugeGuard::new(&relay.metrics().sessions);
@@ -79,7 +81,7 @@ pub async fn serve_session(relay: Relay, accepted: Accepted) -> Result<(), Sessi
     let expiry = auth.expires_at();
     let result = tokio::select! {
         result = run_session(&relay, id, auth, session, publisher, subscriber) => result,
-        () = serve_interaction(relay.clone(), id, interaction_rx, allowance) => Ok(()),
+        () = serve_interaction(relay.clone(), id, interaction_rx, allowance, stream_cap) => Ok(()),
         // Closed inside the branch's future, before select drops the session's tasks:
         // their stream resets would otherwise reach the peer ahead of the reason.
         () = async {

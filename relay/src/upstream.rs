@@ -327,8 +327,10 @@ async fn forward_one(
                 tracing::debug!(%namespace, "namespace request ended with its session");
                 return;
             }
+            // moq-transport does not pass on the error's reason phrase, so say both
+            // things the upstream refuses a namespace for.
             ServeError::Closed(code) if code == RequestErrorCode::Unauthorized as u64 => {
-                format!("not authorized to publish {path}")
+                format!("not authorized to publish {path} (the token does not allow it, or another publisher is live there)")
             }
             other => format!("publishing {path} was refused: {other}"),
         };

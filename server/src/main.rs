@@ -6,17 +6,20 @@
 mod demo;
 mod guest;
 mod interaction;
+mod names;
+mod settings;
 mod viewer;
 mod web;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
 use interaction::authority::Authority;
 use interaction::payments::DevCredits;
-use interaction::service::InteractionService;
+use interaction::service::{InteractionService, ServiceConfig};
 use interaction::store::SqliteStore;
 use stagecast_relay::node::NodeArgs;
 use stagecast_relay::Relay;
@@ -38,10 +41,8 @@ struct Args {
     /// Do not publish the demo channel (demo/live).
     #[arg(long, env = "STAGECAST_NO_DEMO")]
     no_demo: bool,
-    /// Refuse `credit` requests. Without a payment provider, development credits are how
-    /// viewers get something to tip with; turn them off in production.
-    #[arg(long, env = "STAGECAST_NO_DEV_CREDITS")]
-    no_dev_credits: bool,
+    #[command(flatten)]
+    origin: settings::OriginArgs,
     #[command(flatten)]
     node: NodeArgs,
     #[command(flatten)]
@@ -71,14 +72,31 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut config = args.node.relay_config(Some(&generated_key), false)?;
     let store = SqliteStore::open(&args.data_dir.join(INTERACTION_DB))
         .context("cannot open the interaction database")?;
+    let demo = (!args.no_demo).then_some(demo::DEMO_BROADCAST);
     let credits = DevCredits {
-        enabled: !args.no_dev_credits,
+        prefixes: args.origin.dev_credit_prefixes(demo),
     };
-    let authority = Authority::new(Box::new(store), Box::new(credits))
-        .context("cannot load the credit ledger")?;
+    if !credits.prefixes.is_empty() {
+        tracing::info!(channels = ?credits.prefixes, "development credits are on");
+    }
+    let authority = Authority::new(
+        Box::new(store),
+        Box::new(credits),
+        args.origin.channel_limits(),
+    )
+    .context("cannot load the credit ledger")?;
     let token_key = config.auth.key.clone();
-    let interaction = InteractionService::new(authority, token_key.clone())
-        .context("cannot start the interaction authority")?;
+    let names = Arc::new(names::ReservedNames::default());
+    let interaction = InteractionService::new(
+        authority,
+        ServiceConfig {
+            key: token_key.clone(),
+            auth: config.auth.clone(),
+            names: names.clone(),
+            idle_timeout: args.origin.interaction_idle_timeout,
+        },
+    )
+    .context("cannot start the interaction authority")?;
     config.interaction = Some(interaction.clone());
     config.extra_tracks = Some(interaction.clone());
     let relay = Relay::new(config);
@@ -113,7 +131,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
             relays: args.viewer.viewer_relays.clone(),
             loopback_http: listeners.https.is_none(),
         }))
-        .merge(guest::routes(token_key));
+        .merge(guest::routes(
+            guest::GuestPolicy {
+                key: token_key,
+                subscribe: relay.config().auth.anonymous_subscribe.clone(),
+                enabled: !args.origin.no_guests,
+                rate: args.origin.guest_rate(),
+            },
+            names,
+            relay.metrics().clone(),
+        ));
     listeners.serve(relay, routes, &args.node).await;
     Ok(())
 }

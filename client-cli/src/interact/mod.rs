@@ -4,5 +4,5 @@
 pub mod requests;
 pub mod timeline;
 
-pub use requests::{new_key, RequestStream};
+pub use requests::{new_key, Refused, RequestStream};
 pub use timeline::follow_timeline;

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use stagecast_proto::interaction::{Action, Answer, Event, Reason, Request};
 use stagecast_relay::cache::TrackCache;
@@ -30,12 +31,52 @@ pub fn channel_account(path: &str) -> String {
     format!("channel:{path}")
 }
 
+/// The reactions a viewer may send by default: the viewer page's buttons.
+pub const DEFAULT_REACTIONS: &[&str] = &["❤️", "😂", "👏", "🔥", "🎉"];
+
+/// What the authority holds for the channels it serves, bounded.
+#[derive(Clone, Debug)]
+pub struct ChannelLimits {
+    /// Channels open at once (each has a timeline cache and a clock task).
+    pub max_channels: usize,
+    /// A channel whose broadcast is no longer live, and that nobody has used for this
+    /// long, is closed.
+    pub idle: Duration,
+    /// The reactions accepted; anything else is refused (each distinct one would grow
+    /// every snapshot).
+    pub reactions: Vec<String>,
+}
+
+impl Default for ChannelLimits {
+    fn default() -> Self {
+        Self {
+            max_channels: 1024,
+            idle: Duration::from_secs(60),
+            reactions: DEFAULT_REACTIONS.iter().map(|r| r.to_string()).collect(),
+        }
+    }
+}
+
+/// A channel could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("this origin already serves {0} interaction channels")]
+    TooMany(usize),
+}
+
 struct Channel {
     state: ChannelState,
     writer: TimelineWriter,
     clock: MediaClock,
     reactions: BTreeMap<String, u64>,
     window_started_ms: u64,
+    /// Streams open per viewer (a user id, or one key per anonymous stream): the count
+    /// shown is of viewers, however many streams each holds.
+    watching: HashMap<String, u32>,
+    /// When a request was last answered or a viewer came or went.
+    last_active_ms: u64,
     viewers: u64,
     viewers_published: u64,
     viewers_published_ms: u64,
@@ -57,6 +98,7 @@ struct Inner {
     limiter: RateLimiter,
     reaction_keys: RecentKeys,
     credits: Box<dyn CreditSource>,
+    limits: ChannelLimits,
 }
 
 /// The last [`REACTION_KEYS`] `(user, key)` pairs of reactions, oldest forgotten first.
@@ -92,6 +134,7 @@ impl Authority {
     pub fn new(
         mut store: Box<dyn Store>,
         credits: Box<dyn CreditSource>,
+        limits: ChannelLimits,
     ) -> Result<Self, StoreError> {
         let balances = store.balances()?;
         Ok(Self {
@@ -102,6 +145,7 @@ impl Authority {
                 limiter: RateLimiter::default(),
                 reaction_keys: Default::default(),
                 credits,
+                limits,
             }),
         })
     }
@@ -116,10 +160,13 @@ impl Authority {
         &self,
         path: &str,
         start_clock: impl FnOnce(MediaClock) -> tokio::task::JoinHandle<()>,
-    ) -> Result<TrackCache, StoreError> {
+    ) -> Result<TrackCache, OpenError> {
         let mut inner = self.lock();
         if let Some(channel) = inner.channels.get(path) {
             return Ok(channel.writer.cache().clone());
+        }
+        if inner.channels.len() >= inner.limits.max_channels {
+            return Err(OpenError::TooMany(inner.channels.len()));
         }
         // The newest stored snapshot plus the events after it (bounded by compaction).
         let (state, restored) = super::snapshot::restore(&mut *inner.store, path, now_ms())?;
@@ -144,6 +191,8 @@ impl Authority {
                 clock,
                 reactions: BTreeMap::new(),
                 window_started_ms: 0,
+                watching: HashMap::new(),
+                last_active_ms: now_ms(),
                 viewers: 0,
                 viewers_published_ms: 0,
                 _clock_task: Some(task),
@@ -152,23 +201,60 @@ impl Authority {
         Ok(cache)
     }
 
-    pub fn balance(&self, user: &str) -> u64 {
-        self.lock().balances.get(user).copied().unwrap_or(0)
+    /// What `user` has to spend in channel `path`.
+    pub fn balance(&self, user: &str, path: &str) -> u64 {
+        let inner = self.lock();
+        let account = inner.credits.account(user, path);
+        inner.balances.get(&account).copied().unwrap_or(0)
     }
 
-    /// A viewer's request stream opened (`+1`) or closed (`-1`).
-    pub fn viewer_joined(&self, path: &str, joined: bool) {
+    /// A request stream of `viewer` (a user id, or a key of its own for an anonymous
+    /// stream) opened (`joined`) or closed.
+    pub fn viewer_joined(&self, now_ms: u64, path: &str, viewer: &str, joined: bool) {
         if let Some(channel) = self.lock().channels.get_mut(path) {
-            channel.viewers = if joined {
-                channel.viewers + 1
-            } else {
-                channel.viewers.saturating_sub(1)
-            };
+            channel.last_active_ms = now_ms;
+            if joined {
+                *channel.watching.entry(viewer.to_string()).or_default() += 1;
+            } else if let Some(streams) = channel.watching.get_mut(viewer) {
+                *streams = streams.saturating_sub(1);
+                if *streams == 0 {
+                    channel.watching.remove(viewer);
+                }
+            }
+            channel.viewers = channel.watching.len() as u64;
         }
     }
 
-    /// Answers one request from `actor` (`None`: a viewer without a token).
-    pub fn handle(&self, path: &str, actor: Option<&Actor>, request: Request) -> Answer {
+    /// How many channels are open.
+    pub fn channel_count(&self) -> usize {
+        self.lock().channels.len()
+    }
+
+    /// Closes the channels whose broadcast is no longer live (`is_live` says) and that
+    /// nobody has used for [`ChannelLimits::idle`]; returns their paths. What they stored
+    /// stays: a channel opened again replays it.
+    pub fn close_idle(&self, now_ms: u64, is_live: impl Fn(&str) -> bool) -> Vec<String> {
+        let mut inner = self.lock();
+        let idle_ms = u64::try_from(inner.limits.idle.as_millis()).unwrap_or(u64::MAX);
+        let closing: Vec<String> = inner
+            .channels
+            .iter()
+            .filter(|(path, channel)| {
+                channel.watching.is_empty()
+                    && now_ms.saturating_sub(channel.last_active_ms) >= idle_ms
+                    && !is_live(path)
+            })
+            .map(|(path, _)| path.clone())
+            .collect();
+        for path in &closing {
+            inner.channels.remove(path);
+        }
+        closing
+    }
+
+    /// Answers one request from `actor` (`None`: a viewer without a token) at `now`
+    /// (ms since the epoch).
+    pub fn handle(&self, now: u64, path: &str, actor: Option<&Actor>, request: Request) -> Answer {
         let key = request.key.clone();
         let reject = |rejection: Rejection| Answer::Rejected {
             key: key.clone(),
@@ -209,7 +295,14 @@ impl Authority {
                 balance: None,
             };
         }
-        let now = now_ms();
+        if let Action::React { emoji } = &request.action {
+            if !inner.limits.reactions.iter().any(|r| r == emoji) {
+                return reject(Rejection::new(
+                    Reason::Invalid,
+                    format!("reactions here are {}", inner.limits.reactions.join(" ")),
+                ));
+            }
+        }
         let limits = match &request.action {
             Action::Chat { .. } => Some(CHAT_LIMIT),
             Action::React { .. } => Some(REACT_LIMIT),
@@ -225,7 +318,7 @@ impl Authority {
             return reject(rejection);
         }
         if let Action::Credit { amount } = request.action {
-            if let Err(rejection) = inner.credits.authorize(actor, amount) {
+            if let Err(rejection) = inner.credits.authorize(actor, path, amount) {
                 return reject(rejection);
             }
         }
@@ -235,7 +328,9 @@ impl Authority {
                 "this broadcast is not live here",
             ));
         };
-        let balance = inner.balances.get(&actor.user).copied().unwrap_or(0);
+        channel.last_active_ms = now;
+        let account = inner.credits.account(&actor.user, path);
+        let balance = inner.balances.get(&account).copied().unwrap_or(0);
         let decision = match channel.state.decide(actor, &request.action, now, balance) {
             Ok(decision) => decision,
             Err(rejection) => return reject(rejection),
@@ -256,24 +351,24 @@ impl Authority {
         let mut new_balance = None;
         if let Some(amount) = decision.tip {
             transfers.push(Transfer {
-                account: actor.user.clone(),
-                delta: -(amount as i64),
+                account: account.clone(),
+                delta: -i64::try_from(amount).unwrap_or(i64::MAX),
                 reason: "tip",
             });
             transfers.push(Transfer {
                 account: channel_account(path),
-                delta: amount as i64,
+                delta: i64::try_from(amount).unwrap_or(i64::MAX),
                 reason: "tip received",
             });
-            new_balance = Some(balance - amount);
+            new_balance = Some(balance.saturating_sub(amount));
         }
         if let Some(amount) = decision.grant {
             transfers.push(Transfer {
-                account: actor.user.clone(),
-                delta: amount as i64,
+                account: account.clone(),
+                delta: i64::try_from(amount).unwrap_or(i64::MAX),
                 reason: "development credit",
             });
-            new_balance = Some(balance + amount);
+            new_balance = Some(balance.saturating_add(amount));
         }
         let answer = Answer::Accepted {
             key: key.clone(),
@@ -301,8 +396,7 @@ impl Authority {
     }
 
     /// Time-driven events: polls that ran out, reaction windows, the viewer count.
-    pub fn tick(&self) {
-        let now = now_ms();
+    pub fn tick(&self, now: u64) {
         let mut guard = self.lock();
         let inner = &mut *guard;
         inner.limiter.prune(now);
