@@ -33,6 +33,7 @@ const ALERT_MS = 8000;
 /** States held for the video at most; past this the oldest are dropped (newer ones hold everything). */
 const MAX_HELD_STATES = 256;
 const GUEST_KEY = 'stagecast.guest';
+const PREVIOUS_GUEST_KEY = 'stagecast.guest.previous';
 
 const $ = (id) => document.getElementById(id);
 
@@ -104,6 +105,10 @@ function loadGuest() {
 
 function saveGuest(guest) {
   try {
+    const old = localStorage.getItem(GUEST_KEY);
+    // An ended guest token still names this browser's identity: the origin gives the
+    // same one back when it is shown (POST /api/guest {token}).
+    if (old) localStorage.setItem(PREVIOUS_GUEST_KEY, old);
     if (guest) localStorage.setItem(GUEST_KEY, JSON.stringify(guest));
     else localStorage.removeItem(GUEST_KEY);
   } catch {
@@ -111,12 +116,28 @@ function saveGuest(guest) {
   }
 }
 
-/** Asks the page's origin for a guest token: POST /api/guest {name} -> {token, user, name}. */
+/** The guest token this browser held last, expired or not, if any. */
+function previousGuestToken() {
+  try {
+    for (const key of [GUEST_KEY, PREVIOUS_GUEST_KEY]) {
+      const token = JSON.parse(localStorage.getItem(key) ?? 'null')?.token;
+      if (typeof token === 'string') return token;
+    }
+  } catch {
+    // no storage, or junk in it
+  }
+  return undefined;
+}
+
+/**
+ * Asks the page's origin for a guest token: POST /api/guest {name, token} -> {token, user,
+ * name}; `token`, the browser's previous guest token, keeps its identity.
+ */
 export async function joinAsGuest(name) {
   const res = await fetch('/api/guest', {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ name }),
+    body: JSON.stringify({ name, token: previousGuestToken() }),
   });
   const text = await res.text();
   let body;
