@@ -15,6 +15,7 @@ mod analysis;
 mod compare;
 mod cpu_pinning;
 mod fanout;
+mod flood;
 mod interaction;
 mod payload;
 mod procfs;
@@ -44,6 +45,9 @@ enum Command {
     Interaction(interaction::InteractionArgs),
     /// stagecast-relay, moq-relay-ietf and moq-relay side by side: fan-out, chains, joins.
     Compare(compare::CompareArgs),
+    /// A viewer's join time and the node's CPU and memory under a flood of handshakes,
+    /// with and without address validation.
+    Flood(flood::FloodArgs),
 }
 
 /// The synthetic live track and how a fan-out run is measured.
@@ -99,6 +103,7 @@ fn main() -> anyhow::Result<()> {
         Command::Fanout(args) => args.no_pin,
         Command::Interaction(args) => args.no_pin,
         Command::Compare(args) => args.no_pin,
+        Command::Flood(args) => args.no_pin,
     };
     // Before the runtime's threads exist: they inherit this thread's CPU affinity.
     let pinning = if no_pin {
@@ -113,5 +118,6 @@ fn main() -> anyhow::Result<()> {
         Command::Fanout(args) => runtime.block_on(fanout::run(args, pinning)),
         Command::Interaction(args) => runtime.block_on(interaction::run(args, pinning)),
         Command::Compare(args) => runtime.block_on(compare::run(args, pinning)),
+        Command::Flood(args) => runtime.block_on(flood::run(args, pinning)),
     }
 }
