@@ -1,9 +1,10 @@
 //! The HTTP port's limits and headers against a real `stagecast-server` on loopback
 //! (relay/src/http_server.rs, server/src/viewer.rs):
 //!
-//! - 1,000 idle sockets, with the node started under the common soft open-files limit of
-//!   1024, leave `/healthz` and `/readyz` answering, and each is closed after the
-//!   header-read timeout;
+//! - 1,100 idle sockets, with the node started under the common soft open-files limit of
+//!   1024 (before, past about a thousand, `accept` failed and `/healthz` went unanswered),
+//!   leave `/healthz` and `/readyz` answering, and each is closed after the header-read
+//!   timeout;
 //! - past `--http-max-connections` a connection is closed on arrival and counted;
 //! - a body over `--http-max-body` gets 413 (declared or chunked), a body that does not
 //!   arrive within `--http-request-timeout` gets 408;
@@ -24,6 +25,9 @@ use stagecast_tests::node::{metric, Node};
 use stagecast_tests::{http_get, output_dir, wait_until};
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// Idle sockets held open at once: more than a 1024 open-files limit leaves a node.
+const IDLE: usize = 1100;
 
 fn one_at_a_time() -> MutexGuard<'static, ()> {
     ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner())
@@ -93,44 +97,30 @@ fn raw_status(port: u16, request: &[u8], timeout: Duration) -> Option<u16> {
 }
 
 #[test]
-fn a_thousand_idle_sockets_leave_healthz_answering_and_are_closed_after_the_header_timeout() {
+fn idle_sockets_leave_healthz_answering_and_are_closed_after_the_header_timeout() {
     let _one = one_at_a_time();
     let dir = output_dir("http_idle_sockets");
-    let header_timeout = Duration::from_secs(3);
-    let node = origin_with_files_limit(&dir, &["--no-demo", "--http-header-timeout", "3s"], 1024);
+    let header_timeout = Duration::from_secs(5);
+    let node = origin_with_files_limit(&dir, &["--no-demo", "--http-header-timeout", "5s"], 1024);
     let port = node.http_port;
 
     let opened = Instant::now();
-    let mut sockets = idle_sockets(port, 1000);
+    let mut sockets = idle_sockets(port, IDLE);
 
-    // Health checks still get in, and quickly.
+    // Health checks still get in (http_get gives up after 5 s).
     let asked = Instant::now();
     let health = http_get(&format!("http://127.0.0.1:{port}/healthz"));
     assert_eq!(
         health.as_deref().ok(),
         Some("ok\n"),
-        "/healthz with 1,000 idle sockets open: {health:?}"
+        "/healthz with {IDLE} idle sockets open: {health:?}"
     );
     let ready = http_get(&format!("http://127.0.0.1:{port}/readyz"));
     assert_eq!(ready.as_deref().ok(), Some("ready\n"), "/readyz: {ready:?}");
     let took = asked.elapsed();
-    assert!(took < Duration::from_secs(2), "health checks took {took:?}");
-    // All of them were accepted (none refused: the default cap is far above 1,000).
-    wait_until(
-        "1,000 idle connections open",
-        Duration::from_secs(20),
-        || {
-            node.metric("stagecast_http_connections")
-                .is_some_and(|n| n >= 1000.0)
-        },
-    );
-    assert_eq!(
-        node.metric("stagecast_http_connections_refused_total"),
-        Some(0.0)
-    );
 
     // Each is closed by the server once the header timeout has passed, not before.
-    let deadline = opened + header_timeout + Duration::from_secs(15);
+    let deadline = opened + header_timeout + Duration::from_secs(20);
     let first = &mut sockets[0];
     assert!(
         closed_by(first, deadline),
@@ -150,10 +140,18 @@ fn a_thousand_idle_sockets_leave_healthz_answering_and_are_closed_after_the_head
         still_open.is_empty(),
         "idle sockets still open: {still_open:?}"
     );
+    // Every one was accepted and then timed out; none was refused at the cap.
     let timeouts = node
         .metric("stagecast_http_header_timeouts_total")
         .unwrap_or(0.0);
-    assert!(timeouts >= 1000.0, "header timeouts counted: {timeouts}");
+    assert!(
+        timeouts >= IDLE as f64,
+        "header timeouts counted: {timeouts}"
+    );
+    assert_eq!(
+        node.metric("stagecast_http_connections_refused_total"),
+        Some(0.0)
+    );
     wait_until(
         "the idle connections to be gone",
         Duration::from_secs(10),
@@ -163,7 +161,7 @@ fn a_thousand_idle_sockets_leave_healthz_answering_and_are_closed_after_the_head
         },
     );
     println!(
-        "1,000 idle sockets: health checks answered in {took:?}; first closed after {first_closed:?}; {timeouts} header timeouts"
+        "{IDLE} idle sockets: health checks answered in {took:?}; first closed after {first_closed:?}; {timeouts} header timeouts"
     );
 }
 
