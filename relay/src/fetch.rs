@@ -13,17 +13,17 @@ use std::time::Duration;
 
 use moq_transport::coding::{KeyValuePairs, Location};
 use moq_transport::data::{FetchRecord, FetchRecordObject};
-use moq_transport::message::RequestErrorCode;
+use moq_transport::message::{FetchType, RequestErrorCode};
 use moq_transport::session::{FetchOkInfo, FetchRequested, SessionError};
 use stagecast_proto::path::path_from_namespace;
 
 use crate::auth::SessionAuth;
-use crate::fetch_merge::{clamp_range, FetchedObject};
+use crate::fetch_merge::{clamp_range, FetchedObject, Keep};
 use crate::relay::Relay;
 use crate::router::SessionId;
 
-/// How long a Joining FETCH may wait for its subscription, and a proxied one for the
-/// source's answer.
+/// How long a Joining FETCH may wait for its subscription (a proxied one waits as long for
+/// its source's answer: `fetch_merge.rs`).
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Answers one FETCH that arrived on session `from`.
@@ -34,6 +34,11 @@ pub async fn serve_fetch(
     auth: Arc<SessionAuth>,
 ) {
     relay.metrics().fetches_total.inc();
+    // A long range is cut; a Joining FETCH keeps the groups next to its subscription.
+    let keep = match request.request.fetch_type {
+        FetchType::Standalone => Keep::Start,
+        _ => Keep::End,
+    };
     // Held until this FETCH is answered (or refused) in full.
     let Some(_permit) = relay.fetch_merger().begin(from) else {
         relay.metrics().limits_refused.inc("fetch_per_session");
@@ -68,13 +73,14 @@ pub async fn serve_fetch(
         let _ = request.reject(RequestErrorCode::Unauthorized, &err.to_string());
         return;
     }
-    let (end, cut) = clamp_range(
+    if let Some((start, end)) = clamp_range(
         range.start_location,
         range.end_location,
         relay.fetch_merger().limits().max_groups,
-    );
-    if cut {
+        keep,
+    ) {
         relay.metrics().limits_refused.inc("fetch_groups");
+        range.start_location = start;
         range.end_location = end;
     }
     let start = (

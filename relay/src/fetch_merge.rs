@@ -5,15 +5,18 @@
 //!   after are answered from it too.
 //! - What a FETCH reads from its source is held outside the track caches, so it is charged
 //!   to the same byte budget ([`BudgetCharge`]) as it arrives, at its cost (payload plus
-//!   [`OBJECT_OVERHEAD_BYTES`] per object), up to [`FetchLimits::max_bytes`]; it is given
+//!   [`OBJECT_OVERHEAD_BYTES`] per object), up to [`FetchLimits::max_bytes`] (and all
+//!   FETCHes together to a quarter of the budget, so they never squeeze out live groups:
+//!   [`CHARGE_SHARE`](crate::cache::budget::CHARGE_SHARE)); it is given
 //!   back when the last request answered from it is done with it. Payloads stay the
 //!   `Bytes` the transport handed over (one chunk, as objects usually arrive, is kept as
 //!   is) and are shared, never copied, by every response.
 //! - A session may have at most [`FetchLimits::per_session`] FETCHes being served at once
 //!   ([`FetchMerger::begin`]).
-//! - A range is clamped to [`FetchLimits::max_groups`] groups from its start
-//!   ([`clamp_range`]) before anything looks at it: a FETCH of groups `0..u64::MAX` costs
-//!   what one of that many groups does.
+//! - A range is cut to [`FetchLimits::max_groups`] groups ([`clamp_range`]) before
+//!   anything looks at it, so a FETCH of groups `0..u64::MAX` costs what one of that many
+//!   groups does: a standalone FETCH keeps its start, a Joining FETCH its end (next to
+//!   its subscription).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -34,6 +37,8 @@ use crate::track_io::MAX_OBJECT_BYTES;
 
 /// How long a fetched range is kept for requests arriving just after.
 const KEEP_FOR: Duration = Duration::from_secs(2);
+/// How long the source has to answer a FETCH (FETCH_OK or REQUEST_ERROR).
+const SOURCE_ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default of [`FetchLimits::max_bytes`] (`--max-fetch-bytes`).
 pub const DEFAULT_MAX_FETCH_BYTES: usize = 64 * 1024 * 1024;
 /// Default of [`FetchLimits::per_session`] (`--max-fetches-per-session`).
@@ -46,7 +51,7 @@ pub const DEFAULT_MAX_FETCH_GROUPS: u64 = 256;
 pub struct FetchLimits {
     /// FETCHes one session may have served at once; more are refused (EXCESSIVE_LOAD).
     pub per_session: usize,
-    /// Groups one FETCH may span from its start; a longer range is cut to this.
+    /// Groups one FETCH may span; a longer range is cut to this.
     pub max_groups: u64,
     /// Bytes one FETCH may read from its source (also charged to the cache budget).
     pub max_bytes: usize,
@@ -88,17 +93,33 @@ impl FetchError {
     }
 }
 
-/// `end` cut so the range from `start` spans at most `max_groups` groups (draft-18
-/// encoding: an end object of 0 means through the whole end group). Whether it was cut.
-pub fn clamp_range(start: Location, end: Location, max_groups: u64) -> (Location, bool) {
-    let last = start
-        .group_id
-        .saturating_add(max_groups.max(1).saturating_sub(1));
-    if end.group_id > last {
-        (Location::new(last, 0), true)
-    } else {
-        (end, false)
+/// Which end of a long range [`clamp_range`] keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Keep {
+    /// A standalone FETCH: the groups from its start (FETCH_OK's end location says where
+    /// the answer stops, so the requester can ask for the rest).
+    Start,
+    /// A Joining FETCH: the groups just before its end, where the subscription begins.
+    End,
+}
+
+/// The range `start..end` cut to at most `max_groups` groups (draft-18 encoding: an end
+/// object of 0 means through the whole end group), keeping the end `keep` says; `None`
+/// if it spans no more than that already.
+pub fn clamp_range(
+    start: Location,
+    end: Location,
+    max_groups: u64,
+    keep: Keep,
+) -> Option<(Location, Location)> {
+    let span = max_groups.max(1) - 1;
+    if end.group_id.saturating_sub(start.group_id) <= span {
+        return None;
     }
+    Some(match keep {
+        Keep::Start => (start, Location::new(start.group_id + span, 0)),
+        Keep::End => (Location::new(end.group_id - span, 0), end),
+    })
 }
 
 /// One object of a fetched range.
@@ -327,9 +348,10 @@ impl FetchMerger {
             .fetch(range, KeyValuePairs::default())
             .await
             .map_err(|e| FetchError::Refused(e.to_string()))?;
-        fetch
-            .ok()
+        // A source that never answers must not hold the requesters' FETCH slots.
+        tokio::time::timeout(SOURCE_ANSWER_TIMEOUT, fetch.ok())
             .await
+            .map_err(|_| FetchError::Refused("no answer in time".into()))?
             .map_err(|e| FetchError::Refused(e.to_string()))?;
         let broken = |e: moq_transport::session::SessionError| FetchError::Broken(e.to_string());
         while let Some(record) = fetch.next().await.map_err(broken)? {
@@ -362,31 +384,45 @@ mod tests {
         }
     }
 
+    fn groups(range: Option<(Location, Location)>) -> Option<(u64, u64, u64, u64)> {
+        range.map(|(s, e)| (s.group_id, s.object_id, e.group_id, e.object_id))
+    }
+
     #[test]
-    fn a_huge_range_is_clamped_to_max_groups_from_its_start() {
-        let (end, cut) = clamp_range(Location::new(0, 0), Location::new(u64::MAX, 0), 256);
-        assert!(cut);
-        assert_eq!((end.group_id, end.object_id), (255, 0));
-        let (end, cut) = clamp_range(
-            Location::new(u64::MAX - 1, 3),
-            Location::new(u64::MAX, u64::MAX),
-            256,
-        );
-        assert!(!cut, "no overflow near the top");
-        assert_eq!(end.group_id, u64::MAX);
-        let (end, cut) = clamp_range(Location::new(10, 0), Location::new(12, 5), 256);
-        assert!(!cut);
-        assert_eq!((end.group_id, end.object_id), (12, 5));
-        let (end, _) = clamp_range(Location::new(10, 0), Location::new(12, 5), 0);
+    fn a_huge_range_is_clamped_to_max_groups_at_the_end_that_matters() {
+        let all = (Location::new(0, 0), Location::new(u64::MAX, 0));
         assert_eq!(
-            end.group_id, 10,
-            "max_groups 0 still allows the start group"
+            groups(clamp_range(all.0, all.1, 256, Keep::Start)),
+            Some((0, 0, 255, 0))
+        );
+        // A Joining FETCH keeps the groups just before the live edge.
+        let join = (Location::new(0, 0), Location::new(1_000_000, 7));
+        assert_eq!(
+            groups(clamp_range(join.0, join.1, 256, Keep::End)),
+            Some((999_745, 0, 1_000_000, 7))
+        );
+        // Near the top of the range: no overflow.
+        let top = (Location::new(u64::MAX - 1, 3), Location::new(u64::MAX, 9));
+        assert_eq!(clamp_range(top.0, top.1, 256, Keep::Start), None);
+        assert_eq!(
+            clamp_range(Location::new(10, 0), Location::new(12, 5), 256, Keep::Start),
+            None
+        );
+        // max_groups 0 still allows one group.
+        assert_eq!(
+            groups(clamp_range(
+                Location::new(10, 2),
+                Location::new(12, 5),
+                0,
+                Keep::Start
+            )),
+            Some((10, 2, 10, 0))
         );
     }
 
     #[test]
     fn fetched_bytes_are_charged_to_the_budget_until_the_range_is_dropped() {
-        let budget = CacheBudget::new(100_000);
+        let budget = CacheBudget::new(200_000);
         let mut reader = RangeReader::new(&budget, usize::MAX).unwrap();
         reader.begin_object(info(1), 0).unwrap();
         reader.chunk(Bytes::from(vec![1u8; 30_000])).unwrap();
@@ -403,7 +439,8 @@ mod tests {
 
     #[test]
     fn a_range_past_the_budget_or_the_fetch_limit_is_refused_and_gives_back() {
-        let budget = CacheBudget::new(50_000);
+        // Charges may hold a quarter of the budget: 50,000.
+        let budget = CacheBudget::new(200_000);
         let mut reader = RangeReader::new(&budget, usize::MAX).unwrap();
         reader.begin_object(info(1), 0).unwrap();
         reader.chunk(Bytes::from(vec![0u8; 40_000])).unwrap();

@@ -11,8 +11,9 @@
 //!
 //! Data fetched from a source for a FETCH is held outside any track cache, so it is
 //! charged here through a [`BudgetCharge`]: a reservation that grows as objects arrive,
-//! is refused when even evicting every old group would not make room, and is given back
-//! when the fetched range is dropped.
+//! is refused when even evicting every old group would not make room, or when charges
+//! would hold more than [`CHARGE_SHARE`] of the budget (so FETCHes can never squeeze out
+//! live groups), and is given back when the fetched range is dropped.
 //!
 //! Lock order: the budget's list, then one track at a time. A track never takes the
 //! budget's list while it holds its own lock.
@@ -30,9 +31,14 @@ struct Registered {
     version: watch::Sender<u64>,
 }
 
+/// The most of a budget that charges (FETCH data in flight) may hold together: a quarter.
+pub const CHARGE_SHARE: (usize, usize) = (1, 4);
+
 pub struct CacheBudget {
     limit: usize,
     used: AtomicUsize,
+    /// What charges hold, within `used`.
+    charged: AtomicUsize,
     next_stamp: AtomicU64,
     caches: Mutex<Vec<Registered>>,
 }
@@ -42,6 +48,7 @@ impl CacheBudget {
         Arc::new(Self {
             limit,
             used: AtomicUsize::new(0),
+            charged: AtomicUsize::new(0),
             next_stamp: AtomicU64::new(0),
             caches: Mutex::new(Vec::new()),
         })
@@ -132,12 +139,20 @@ impl BudgetCharge {
     /// Reserves `more` bytes too; `false` (and nothing more reserved) if the budget has
     /// no room even after evicting old groups.
     pub fn grow(&mut self, more: usize) -> bool {
-        self.budget.add(more);
-        if self.budget.enforce() {
+        let budget = &self.budget;
+        let share = budget.limit / CHARGE_SHARE.1 * CHARGE_SHARE.0;
+        let before = budget.charged.fetch_add(more, Ordering::Relaxed);
+        if before.saturating_add(more) > share {
+            budget.charged.fetch_sub(more, Ordering::Relaxed);
+            return false;
+        }
+        budget.add(more);
+        if budget.enforce() {
             self.bytes += more;
             true
         } else {
-            self.budget.sub(more);
+            budget.sub(more);
+            budget.charged.fetch_sub(more, Ordering::Relaxed);
             false
         }
     }
@@ -150,6 +165,7 @@ impl BudgetCharge {
 impl Drop for BudgetCharge {
     fn drop(&mut self) {
         self.budget.sub(self.bytes);
+        self.budget.charged.fetch_sub(self.bytes, Ordering::Relaxed);
     }
 }
 
@@ -255,7 +271,7 @@ mod tests {
 
     #[test]
     fn a_charge_evicts_old_groups_for_room_is_refused_past_it_and_gives_back() {
-        let budget = CacheBudget::new(10_000);
+        let budget = CacheBudget::new(40_000);
         let limits = CacheLimits {
             keep_for: std::time::Duration::ZERO,
             ..Default::default()
@@ -270,18 +286,25 @@ mod tests {
                 })
                 .unwrap();
             cache
-                .push_object(seq, 0, Bytes::from(vec![0u8; 3_000]))
+                .push_object(seq, 0, Bytes::from(vec![0u8; 15_000]))
                 .unwrap();
             cache.end_group(seq);
         }
-        let mut charge = budget.charge(5_000).expect("room once the old group goes");
+        // 2 x 15,320 cached; a 9,500 charge (within a quarter) evicts the older group.
+        let mut charge = budget.charge(9_500).expect("room once the old group goes");
         assert_eq!(
             cache.group_count(),
             1,
             "the old group was evicted for the charge"
         );
-        assert!(!charge.grow(10_000), "no room past the budget");
-        assert_eq!(charge.bytes(), 5_000);
+        assert!(
+            !charge.grow(2_000),
+            "charges hold at most a quarter of the budget"
+        );
+        assert_eq!(charge.bytes(), 9_500);
+        let mut other = budget.charge(500).expect("within the quarter");
+        assert!(!other.grow(1));
+        drop(other);
         assert!(budget.used() <= budget.limit());
         assert!(budget.charge(budget.limit()).is_none());
         drop(charge);
