@@ -1,7 +1,8 @@
 //! The loop that serves a node's HTTP port, with every resource it can be made to hold
 //! bounded (`axum::serve` has no header-read timeout, so idle sockets were kept forever):
 //!
-//! - a cap on open connections: past it a new connection is closed at once, and counted;
+//! - a cap on open connections, in total and per client address (an IPv6 client by its
+//!   /64): past either a new connection is closed at once, and counted;
 //! - a header-read timeout (hyper's): a connection that has not sent a whole request head
 //!   in time, first request or next one on a kept-alive connection, is closed;
 //! - a whole-request timeout: reading the body and answering, else `408`;
@@ -17,7 +18,8 @@
 //! an HTTP method), so health checks and scrapers may keep using plain HTTP.
 
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -25,9 +27,9 @@ use axum::http::{header, HeaderValue, Request, Response, StatusCode};
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use stagecast_proto::address_limit::{AddressCounts, CapReached};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::ServiceExt;
 
 use crate::metrics::{Counter, Gauge, GaugeGuard};
@@ -53,6 +55,8 @@ pub struct HttpLimits {
     pub request_timeout: Duration,
     /// Connections open at once; more are closed on arrival.
     pub max_connections: usize,
+    /// Connections one client address may have open at once.
+    pub max_connections_per_address: usize,
     /// Largest request body.
     pub max_body_bytes: usize,
 }
@@ -63,6 +67,7 @@ impl Default for HttpLimits {
             header_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             max_connections: 4096,
+            max_connections_per_address: 256,
             max_body_bytes: 64 * 1024,
         }
     }
@@ -74,6 +79,7 @@ pub struct HttpMetricsInner {
     pub connections: Gauge,
     pub connections_total: Counter,
     pub connections_refused_total: Counter,
+    pub connections_per_address_refused_total: Counter,
     pub header_timeouts_total: Counter,
     pub request_timeouts_total: Counter,
     pub bodies_refused_total: Counter,
@@ -107,6 +113,11 @@ impl HttpMetrics {
                 "stagecast_http_connections_refused_total",
                 "HTTP connections closed on arrival: the connection cap (--http-max-connections) was reached.",
                 &self.connections_refused_total,
+            ),
+            (
+                "stagecast_http_connections_per_address_refused_total",
+                "HTTP connections closed on arrival: their client address had --http-max-connections-per-address open.",
+                &self.connections_per_address_refused_total,
             ),
             (
                 "stagecast_http_header_timeouts_total",
@@ -176,26 +187,36 @@ pub async fn serve(
     metrics: HttpMetrics,
 ) {
     let router = router.layer(axum::Extension(metrics.clone()));
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let counts = Arc::new(Mutex::new(AddressCounts::new(
+        limits.max_connections_per_address,
+        limits.max_connections,
+    )));
     let tls = tls.map(tokio_rustls::TlsAcceptor::from);
     loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _peer)) => stream,
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
             Err(err) => {
                 tracing::warn!(%err, "cannot accept an HTTP connection");
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
         };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            metrics.connections_refused_total.inc();
-            drop(stream);
-            continue;
+        let slot = match Slot::take(&counts, peer.ip()) {
+            Ok(slot) => slot,
+            Err(cap) => {
+                match cap {
+                    CapReached::Total => metrics.connections_refused_total.inc(),
+                    CapReached::PerAddress => metrics.connections_per_address_refused_total.inc(),
+                }
+                drop(stream);
+                continue;
+            }
         };
         metrics.connections_total.inc();
         tokio::spawn(connection(
             stream,
-            permit,
+            peer,
+            slot,
             router.clone(),
             limits,
             tls.clone(),
@@ -204,10 +225,39 @@ pub async fn serve(
     }
 }
 
-/// One connection, from its first byte to its close; holds its place under the cap.
+/// A connection's place under the caps, given back when it is dropped.
+struct Slot {
+    counts: Arc<Mutex<AddressCounts>>,
+    ip: IpAddr,
+}
+
+impl Slot {
+    fn take(counts: &Arc<Mutex<AddressCounts>>, ip: IpAddr) -> Result<Slot, CapReached> {
+        counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .acquire(ip)?;
+        Ok(Slot {
+            counts: counts.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .release(self.ip);
+    }
+}
+
+/// One connection, from its first byte to its close; holds its place under the caps.
 async fn connection(
     stream: TcpStream,
-    _permit: OwnedSemaphorePermit,
+    peer: SocketAddr,
+    _slot: Slot,
     router: Router,
     limits: HttpLimits,
     tls: Option<tokio_rustls::TlsAcceptor>,
@@ -216,7 +266,7 @@ async fn connection(
     let _open = GaugeGuard::new(&metrics.connections);
     let _ = stream.set_nodelay(true);
     let Some(acceptor) = tls else {
-        return http1(stream, router, limits, &metrics).await;
+        return http1(stream, peer, router, limits, &metrics).await;
     };
     // Plain HTTP or TLS? Waiting for the first byte is waiting for the head.
     let mut first = [0u8; 1];
@@ -229,10 +279,10 @@ async fn connection(
         Ok(Ok(_)) => {}
     }
     if first[0] != TLS_HANDSHAKE {
-        return http1(stream, router, limits, &metrics).await;
+        return http1(stream, peer, router, limits, &metrics).await;
     }
     match tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await {
-        Ok(Ok(stream)) => http1(stream, router, limits, &metrics).await,
+        Ok(Ok(stream)) => http1(stream, peer, router, limits, &metrics).await,
         Ok(Err(err)) => {
             metrics.tls_handshake_failures_total.inc();
             tracing::debug!(%err, "HTTPS handshake failed");
@@ -245,12 +295,21 @@ async fn connection(
 }
 
 /// Serves HTTP/1.1 requests on `io` until the peer closes or a limit closes it.
-async fn http1<I>(io: I, router: Router, limits: HttpLimits, metrics: &HttpMetrics)
-where
+async fn http1<I>(
+    io: I,
+    peer: SocketAddr,
+    router: Router,
+    limits: HttpLimits,
+    metrics: &HttpMetrics,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let request_metrics = metrics.clone();
-    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+    let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+        // Routes that limit by client address read it as axum's ConnectInfo.
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
         handle(router.clone(), limits, request_metrics.clone(), request)
     });
     let served = hyper::server::conn::http1::Builder::new()

@@ -64,6 +64,10 @@ pub struct NodeArgs {
     /// open-files limit).
     #[arg(long, env = "STAGECAST_HTTP_MAX_CONNECTIONS", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
     pub http_max_connections: u32,
+    /// HTTP port: connections one client address (an IPv6 one by its /64) may have open
+    /// at once; behind a proxy that hides client addresses, set it to the total.
+    #[arg(long, env = "STAGECAST_HTTP_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub http_max_connections_per_address: u32,
     /// HTTP port: the largest request body (`64KiB`); larger ones get 413.
     #[arg(long, env = "STAGECAST_HTTP_MAX_BODY", default_value = "64KiB", value_parser = stagecast_proto::byte_size::parse_byte_size)]
     pub http_max_body: usize,
@@ -142,6 +146,8 @@ impl NodeArgs {
             header_timeout: self.http_header_timeout,
             request_timeout: self.http_request_timeout,
             max_connections: crate::http_server::effective_max_connections(wanted),
+            max_connections_per_address: usize::try_from(self.http_max_connections_per_address)
+                .unwrap_or(usize::MAX),
             max_body_bytes: self.http_max_body,
         }
     }

@@ -5,7 +5,9 @@
 //!   1024 (before, past about a thousand, `accept` failed and `/healthz` went unanswered),
 //!   leave `/healthz` and `/readyz` answering, and each is closed after the header-read
 //!   timeout;
-//! - past `--http-max-connections` a connection is closed on arrival and counted;
+//! - past `--http-max-connections`, or `--http-max-connections-per-address` for its
+//!   client address, a connection is closed on arrival and counted, and other addresses
+//!   still get in;
 //! - a body over `--http-max-body` gets 413 (declared or chunked), a body that does not
 //!   arrive within `--http-request-timeout` gets 408;
 //! - pages, scripts and API answers carry the security headers (CSP, no framing, no
@@ -17,7 +19,7 @@
 //! process's open-files limit while it starts its node, so that the node inherits it.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::TcpStream;
+use std::net::{Ipv4Addr, TcpStream};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -41,6 +43,34 @@ fn origin_with_files_limit(dir: &std::path::Path, extra: &[&str], soft: u64) -> 
     let node = Node::origin(dir, "origin", extra);
     rlimit::setrlimit(rlimit::Resource::NOFILE, old_soft, hard).expect("restore rlimit");
     node
+}
+
+/// Opens `n` TCP connections to `port` that send nothing, from loopback address
+/// 127.0.0.`host` (Linux routes all of 127/8 to loopback: each is another client address).
+fn idle_sockets_from(host: u8, port: u16, n: usize) -> Vec<TcpStream> {
+    let source = Ipv4Addr::new(127, 0, 0, host);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let mut sockets = Vec::with_capacity(n);
+        for i in 0..n {
+            let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+            socket
+                .bind((source, 0).into())
+                .expect("bind the source address");
+            let connect = socket.connect((Ipv4Addr::LOCALHOST, port).into());
+            let stream = tokio::time::timeout(Duration::from_secs(5), connect)
+                .await
+                .unwrap_or_else(|_| panic!("idle socket {i} from {source}: connect timed out"))
+                .unwrap_or_else(|e| panic!("idle socket {i} from {source}: {e}"));
+            let stream = stream.into_std().expect("into_std");
+            stream.set_nonblocking(false).expect("blocking");
+            sockets.push(stream);
+        }
+        sockets
+    })
 }
 
 /// Opens `n` TCP connections to `port` that send nothing.
@@ -104,8 +134,11 @@ fn idle_sockets_leave_healthz_answering_and_are_closed_after_the_header_timeout(
     let node = origin_with_files_limit(&dir, &["--no-demo", "--http-header-timeout", "5s"], 1024);
     let port = node.http_port;
 
+    // From five client addresses, each under the per-address cap (256 by default).
     let opened = Instant::now();
-    let mut sockets = idle_sockets(port, IDLE);
+    let mut sockets: Vec<TcpStream> = (2..7)
+        .flat_map(|host| idle_sockets_from(host, port, IDLE / 5))
+        .collect();
 
     // Health checks still get in (http_get gives up after 5 s).
     let asked = Instant::now();
@@ -208,6 +241,54 @@ fn connections_past_the_cap_are_closed_on_arrival_and_counted() {
 }
 
 #[test]
+fn one_address_is_refused_past_its_cap_while_others_get_in() {
+    let _one = one_at_a_time();
+    let dir = output_dir("http_address_cap");
+    let node = Node::origin(
+        &dir,
+        "origin",
+        &[
+            "--no-demo",
+            "--http-max-connections-per-address",
+            "20",
+            "--http-header-timeout",
+            "60s",
+        ],
+    );
+    let port = node.http_port;
+    let held = idle_sockets_from(2, port, 20);
+    let mut extra = idle_sockets_from(2, port, 5);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for (i, s) in extra.iter_mut().enumerate() {
+        assert!(
+            closed_by(s, deadline),
+            "connection {} of 127.0.0.2 was not closed",
+            20 + i
+        );
+    }
+    assert_eq!(
+        held.iter().filter(|s| open_now(s)).count(),
+        20,
+        "those within the cap stay open"
+    );
+    // Another address is not held back by this one.
+    assert_eq!(
+        http_get(&format!("http://127.0.0.1:{port}/healthz"))
+            .ok()
+            .as_deref(),
+        Some("ok\n")
+    );
+    assert_eq!(
+        node.metric("stagecast_http_connections_per_address_refused_total"),
+        Some(5.0)
+    );
+    assert_eq!(
+        node.metric("stagecast_http_connections_refused_total"),
+        Some(0.0)
+    );
+}
+
+#[test]
 fn bodies_over_the_limit_get_413_and_slow_ones_408() {
     let _one = one_at_a_time();
     let dir = output_dir("http_body_limits");
@@ -224,6 +305,18 @@ fn bodies_over_the_limit_get_413_and_slow_ones_408() {
     );
     let port = node.http_port;
     let wait = Duration::from_secs(10);
+
+    // Within the limit: answered (the guest route also reads the client's address).
+    let name = r#"{"name":"Small Body"}"#;
+    let fits = format!(
+        "POST /api/guest HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{name}",
+        name.len()
+    );
+    assert_eq!(
+        raw_status(port, fits.as_bytes(), wait),
+        Some(200),
+        "a body within the limit"
+    );
 
     // Declared too large: refused before it is read.
     let declared = format!(
@@ -379,7 +472,18 @@ fn with_a_real_certificate_the_http_port_answers_https_too() {
     let cert = dir.join("cert.pem");
     let key = dir.join("key.pem");
     std::fs::write(&cert, format!("{}{}", leaf.pem(), ca.pem())).expect("write cert");
-    std::fs::write(&key, leaf_key.serialize_pem()).expect("write key");
+    {
+        // Only its owner may read a key file (the node refuses it otherwise).
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&key)
+            .expect("create key file");
+        file.write_all(leaf_key.serialize_pem().as_bytes())
+            .expect("write key");
+    }
 
     let node = Node::origin(
         &dir,
