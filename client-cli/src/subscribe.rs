@@ -274,8 +274,18 @@ async fn move_session(
         "" => current_url.clone(),
         uri => Url::parse(uri).with_context(|| format!("GOAWAY named a bad URI {uri:?}"))?,
     };
+    // The token goes only back to the host it was given for: a GOAWAY to another host is
+    // followed without it (a public broadcast goes on; a private one is refused there).
+    let token = if url.host() == current_url.host() {
+        args.connect.token.as_deref()
+    } else {
+        if args.connect.token.is_some() {
+            tracing::warn!(%url, "following GOAWAY to another host without the access token");
+        }
+        None
+    };
     let trust = args.connect.trust(&url).await?;
-    let connection = connect_session(&url, &trust, args.connect.token.as_deref()).await?;
+    let connection = connect_session(&url, &trust, token).await?;
     let task = tokio::spawn(connection.session.run()).abort_handle();
     let mut subscriptions = Vec::new();
     let mut readers = Vec::new();

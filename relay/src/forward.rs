@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use web_transport_quinn::quinn::VarInt;
 
 use crate::demux::InteractionStream;
+use crate::forward_share::ShareRefused;
 use crate::relay::Relay;
 use crate::router::SessionId;
 
@@ -113,8 +114,25 @@ async fn serve_stream(relay: Relay, id: SessionId, stream: InteractionStream) {
         .map(|upstream| upstream.transport.clone());
     match upstream {
         Some(transport) => {
+            let share = relay.forward_shares().acquire(id);
+            if let Err(refused) = share {
+                let (limit, why) = match refused {
+                    ShareRefused::Session => (
+                        "forward_streams_per_session",
+                        "this connection holds its share of the relay's chat streams",
+                    ),
+                    ShareRefused::Link => (
+                        "forward_streams",
+                        "this relay's chat streams are all in use",
+                    ),
+                };
+                relay.metrics().limits_refused.inc(limit);
+                return refuse(stream, why).await;
+            }
             relay.metrics().interaction_streams_forwarded_total.inc();
-            if let Err(err) = forward(stream, transport).await {
+            let forwarded = forward(stream, transport).await;
+            relay.forward_shares().release(id);
+            if let Err(err) = forwarded {
                 tracing::debug!(session = id, %err, "interaction stream forwarding ended");
             }
         }
@@ -138,15 +156,21 @@ async fn forward(
         send: mut down_send,
         recv: mut down_recv,
     } = down;
-    let (mut up_send, mut up_recv) = match upstream.open_bi().await {
+    let opened = tokio::time::timeout(OPEN_UPSTREAM_TIMEOUT, upstream.open_bi()).await;
+    let opened = match opened {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(err)) => Err(format!("the upstream link failed: {err}")),
+        Err(_) => Err("the upstream link has no stream free; try again".to_string()),
+    };
+    let (mut up_send, mut up_recv) = match opened {
         Ok(stream) => stream,
-        Err(err) => {
+        Err(why) => {
             let mut down = InteractionStream {
                 send: down_send,
                 recv: down_recv,
             };
-            refuse_with(&mut down, "the upstream link failed").await;
-            return Err(std::io::Error::other(err));
+            refuse_with(&mut down, &why).await;
+            return Err(std::io::Error::other(why));
         }
     };
     AsyncWriteExt::write_all(&mut up_send, &STREAM_HEADER).await?;
@@ -166,6 +190,10 @@ async fn forward(
     }
     result
 }
+
+/// How long a forwarded stream waits for the upstream link to allow one more stream (the
+/// origin grants a relay link more as its streams fill).
+const OPEN_UPSTREAM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Stream reset code when a forwarded stream broke on the other side.
 const FORWARD_FAILED: u32 = 0x11;

@@ -27,6 +27,7 @@ pub mod drain;
 pub mod fetch;
 pub mod fetch_merge;
 pub mod forward;
+pub mod forward_share;
 pub mod goaway;
 pub mod http;
 pub mod http_server;

@@ -133,6 +133,8 @@ impl NodeArgs {
             has_upstream,
             sessions: crate::relay::SessionLimits {
                 setup_timeout: self.quic.setup_timeout,
+                forward_per_session: self.quic.forward_streams_per_session,
+                forward_total: self.quic.forward_streams,
             },
             ..RelayConfig::with_cache_budget(cache_bytes)
         }

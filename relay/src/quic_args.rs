@@ -1,6 +1,7 @@
-//! Command-line and environment settings for what a node's QUIC endpoint bounds: address
-//! validation, connection and handshake caps, the connection receive window, and how long
-//! a new connection has to send its MoQ SETUP.
+//! Command-line and environment settings for what a node's connections and sessions may
+//! hold: address validation, connection and handshake caps, the connection receive
+//! window, how long a new connection has to send its MoQ SETUP, and how a relay shares its
+//! upstream link's interaction streams.
 
 use std::time::Duration;
 
@@ -30,6 +31,13 @@ pub struct QuicArgs {
     /// How long a new connection has to complete its MoQ SETUP.
     #[arg(long, env = "STAGECAST_SETUP_TIMEOUT", default_value = "10s", value_parser = stagecast_proto::duration::parse_duration)]
     pub setup_timeout: Duration,
+    /// Interaction streams one downstream session may have forwarded upstream at once
+    /// (a viewer page uses one).
+    #[arg(long, env = "STAGECAST_FORWARD_STREAMS_PER_SESSION", default_value_t = crate::forward_share::DEFAULT_PER_SESSION)]
+    pub forward_streams_per_session: usize,
+    /// Interaction streams a relay may have forwarded on its upstream link at once.
+    #[arg(long, env = "STAGECAST_FORWARD_STREAMS", default_value_t = crate::forward_share::DEFAULT_TOTAL)]
+    pub forward_streams: usize,
 }
 
 impl QuicArgs {

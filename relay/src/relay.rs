@@ -55,12 +55,18 @@ pub struct SessionLimits {
     /// How long a new connection has to complete the MoQ SETUP exchange (a connection
     /// that never sends one would otherwise be kept alive by the node's keep-alives).
     pub setup_timeout: std::time::Duration,
+    /// Interaction streams one downstream session may have forwarded upstream at once.
+    pub forward_per_session: usize,
+    /// Interaction streams this relay may have forwarded on its upstream link at once.
+    pub forward_total: usize,
 }
 
 impl Default for SessionLimits {
     fn default() -> Self {
         Self {
             setup_timeout: std::time::Duration::from_secs(10),
+            forward_per_session: crate::forward_share::DEFAULT_PER_SESSION,
+            forward_total: crate::forward_share::DEFAULT_TOTAL,
         }
     }
 }
@@ -100,6 +106,8 @@ struct RelayInner {
     goaway: watch::Sender<Option<GoAwayNotice>>,
     /// FETCH misses in flight at sources, merged per range.
     fetches: FetchMerger,
+    /// The upstream link's interaction streams, shared among downstream sessions.
+    forward_shares: std::sync::Mutex<crate::forward_share::ForwardShares>,
 }
 
 /// Handle to the engine; clones share it.
@@ -112,6 +120,10 @@ impl Relay {
         // One budget for cached groups and for FETCH data in flight.
         let budget = CacheBudget::new(config.cache_bytes.unwrap_or(usize::MAX));
         let fetches = FetchMerger::new(budget.clone(), config.fetch);
+        let forward_shares = std::sync::Mutex::new(crate::forward_share::ForwardShares::new(
+            config.sessions.forward_per_session,
+            config.sessions.forward_total,
+        ));
         Self(Arc::new(RelayInner {
             router: Router::default(),
             registry: TrackRegistry::new(config.cache, budget.clone(), metrics.clone()),
@@ -122,6 +134,7 @@ impl Relay {
             draining: watch::Sender::new(false),
             goaway: watch::Sender::new(None),
             fetches,
+            forward_shares,
         }))
     }
 
@@ -139,6 +152,14 @@ impl Relay {
 
     pub fn fetch_merger(&self) -> &FetchMerger {
         &self.0.fetches
+    }
+
+    /// The shares of the upstream link's interaction streams.
+    pub fn forward_shares(&self) -> std::sync::MutexGuard<'_, crate::forward_share::ForwardShares> {
+        self.0
+            .forward_shares
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn registry(&self) -> &TrackRegistry {

@@ -688,7 +688,13 @@ fn a_relay_link_carries_more_request_streams_than_one_connection_may_hold() {
     const STREAMS_PER_CONNECTION: usize = 60;
     let dir = output_dir("interaction_many_streams");
     let origin = Node::origin(&dir, "origin", &[]);
-    let relay = Node::relay(&dir, "relay", &origin);
+    // Each test connection holds 60 streams, past a viewer's default share of 8.
+    let relay = Node::relay_under(
+        &dir,
+        "relay",
+        &[&origin],
+        &["--forward-streams-per-session", "64"],
+    );
     linked(&relay);
     runtime().block_on(async {
         let mut clients = Vec::new();

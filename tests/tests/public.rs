@@ -555,3 +555,65 @@ fn a_moderator_token_must_name_what_it_moderates() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--moderate"));
 }
+
+/// A relay shares its upstream link's interaction streams: idle connections holding all
+/// they can take leave room for a new viewer's chat.
+#[test]
+fn idle_connections_at_an_edge_cannot_take_every_chat_stream() {
+    const IDLE: usize = 20;
+    let dir = output_dir("public_forward_shares");
+    let origin = Node::origin(&dir, "origin", &[]);
+    let edge = Node::relay_under(
+        &dir,
+        "edge",
+        &[&origin],
+        &[
+            "--forward-streams-per-session",
+            "4",
+            "--forward-streams",
+            "100",
+        ],
+    );
+    edge.wait_metric("stagecast_upstream_connected", 1.0);
+    let viewer = token(
+        &origin.key_file,
+        &["--sub", "vic", "--name", "Vic", "--subscribe", ""],
+    );
+    runtime().block_on(async {
+        let mut idle = Vec::new();
+        for _ in 0..IDLE {
+            let (connection, first, _) = hello(&edge, "demo/live", None).await;
+            let mut streams: Vec<RequestStream> = first.into_iter().collect();
+            // Each tries for 8; its share is 4.
+            for _ in 1..8 {
+                if let Ok((stream, _)) =
+                    RequestStream::open(&connection.transport, "demo/live", None).await
+                {
+                    streams.push(stream);
+                }
+            }
+            assert_eq!(
+                streams.len(),
+                4,
+                "a connection's share of the edge's streams"
+            );
+            idle.push((connection, streams));
+        }
+        let refused = edge
+            .metric("stagecast_limit_refused_total{limit=\"forward_streams_per_session\"}")
+            .unwrap_or(0.0);
+        assert_eq!(refused, (IDLE * 4) as f64);
+        // A viewer arriving now still chats.
+        let (_c, stream, welcome) = hello(&edge, "demo/live", Some(&viewer)).await;
+        assert!(matches!(welcome, Answer::Welcome { .. }), "{welcome:?}");
+        let mut stream = stream.unwrap();
+        let answer = send(
+            &mut stream,
+            Action::Chat {
+                text: "still heard".into(),
+            },
+        )
+        .await;
+        assert!(matches!(answer, Answer::Accepted { .. }), "{answer:?}");
+    });
+}
