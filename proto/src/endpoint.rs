@@ -598,3 +598,23 @@ async fn resolve(host: &str, port: u16) -> Result<SocketAddr, EndpointError> {
         .next()
         .ok_or_else(|| resolve_err("no addresses".into()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// quinn's own default connection window is unbounded (VarInt::MAX); ours is the
+    /// configured one, for servers and clients alike.
+    #[test]
+    fn the_connection_receive_window_is_bounded() {
+        let shown = format!("{:?}", base_transport_config(DEFAULT_RECEIVE_WINDOW));
+        assert!(
+            shown.contains(&format!("receive_window: {DEFAULT_RECEIVE_WINDOW}")),
+            "{shown}"
+        );
+        let unbounded = format!("{:?}", quinn::TransportConfig::default());
+        assert!(!unbounded.contains(&format!("receive_window: {DEFAULT_RECEIVE_WINDOW}")));
+        let small = format!("{:?}", base_transport_config(1 << 20));
+        assert!(small.contains("receive_window: 1048576"), "{small}");
+    }
+}
