@@ -225,6 +225,12 @@ impl Authority {
         }
     }
 
+    /// How many viewers channel `path` counts now, if it is open.
+    #[cfg(test)]
+    pub fn viewers(&self, path: &str) -> Option<u64> {
+        self.lock().channels.get(path).map(|c| c.viewers)
+    }
+
     /// How many channels are open.
     pub fn channel_count(&self) -> usize {
         self.lock().channels.len()
@@ -482,3 +488,7 @@ fn publish(channel: &mut Channel, events: &[StoredEvent]) {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "authority_tests.rs"]
+mod tests;
