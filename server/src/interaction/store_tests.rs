@@ -188,6 +188,73 @@ fn events_are_kept_only_behind_a_snapshot_that_restores_the_same_state() {
     assert!(state.decide(&troll, &action, T0 + last, 0).is_err());
 }
 
+fn synchronous(store: &SqliteStore) -> i64 {
+    store
+        .db
+        .query_row("PRAGMA synchronous", [], |row| row.get(0))
+        .unwrap()
+}
+
+#[test]
+fn credit_commits_are_synced_and_the_others_are_not() {
+    let path = temp_db("sync");
+    let mut store = SqliteStore::open_with(&path, None, Compaction::default()).unwrap();
+    let chat_only = Commit {
+        events: vec![chat(1, "u")],
+        ..answered("u", "k1")
+    };
+    store.commit_at(&chat_only, T0).unwrap();
+    assert_eq!(synchronous(&store), 1, "chat: NORMAL");
+    let tip = Commit {
+        transfers: vec![Transfer {
+            account: "u".into(),
+            delta: 5,
+            reason: "development credit",
+        }],
+        ..answered("u", "k2")
+    };
+    assert!(SqliteStore::synced_commit(&tip));
+    store.commit_at(&tip, T0).unwrap();
+    // The mode is set before the transaction: the credit commit ran under FULL.
+    assert_eq!(synchronous(&store), 2, "credits: FULL");
+    store.commit_at(&chat_only_at(2), T0).unwrap();
+    assert_eq!(synchronous(&store), 1);
+}
+
+fn chat_only_at(seq: u64) -> Commit {
+    Commit {
+        events: vec![chat(seq, "u")],
+        ..Default::default()
+    }
+}
+
+#[test]
+fn commits_of_many_events_are_counted_once_each() {
+    let path = temp_db("batch");
+    let compaction = Compaction {
+        snapshot_every_events: 100,
+        ..Compaction::default()
+    };
+    let mut store =
+        SqliteStore::open_with(&path, Some(Box::new(ChannelSnapshots)), compaction).unwrap();
+    let batch = |from: u64| Commit {
+        events: (from..from + 60).map(|seq| chat(seq, "u")).collect(),
+        ..Default::default()
+    };
+    store.commit_at(&batch(1), T0).unwrap();
+    assert_eq!(
+        store.count("events").unwrap(),
+        60,
+        "60 < 100: nothing compacted"
+    );
+    store.commit_at(&batch(61), T0).unwrap();
+    assert_eq!(store.count("events").unwrap(), 0, "120 >= 100: compacted");
+    assert_eq!(
+        store.replay(CHANNEL).unwrap().snapshot.map(|(seq, _)| seq),
+        Some(120)
+    );
+}
+
 #[test]
 fn opening_a_long_uncompacted_history_stores_a_snapshot_at_once() {
     let path = temp_db("restore");
@@ -285,4 +352,44 @@ fn restart_with_a_million_events() {
         "open after compaction (snapshot + {} events): {after:?}",
         restored.events
     );
+}
+
+/// What a synced (`FULL`) commit costs against a `NORMAL` one on this disk: 2,000
+/// commits of one chat event each, and 2,000 of one credit transfer each. Run by hand:
+/// `cargo test --release -p stagecast-server commit_cost_full_against_normal -- --ignored --nocapture`
+#[test]
+#[ignore = "a bench"]
+fn commit_cost_full_against_normal() {
+    let path = temp_db("sync-cost");
+    let mut store = SqliteStore::open_with(&path, None, Compaction::default()).unwrap();
+    for credits in [false, true] {
+        let start = std::time::Instant::now();
+        for seq in 1..=2_000 {
+            let seq = seq + if credits { 2_000 } else { 0 };
+            let commit = Commit {
+                events: vec![chat(seq, "u")],
+                transfers: if credits {
+                    vec![Transfer {
+                        account: "u".into(),
+                        delta: 1,
+                        reason: "development credit",
+                    }]
+                } else {
+                    Vec::new()
+                },
+                ..answered("u", &format!("k{seq}"))
+            };
+            store.commit_at(&commit, T0 + seq).unwrap();
+        }
+        let elapsed = start.elapsed();
+        let kind = if credits {
+            "credit (FULL)"
+        } else {
+            "chat (NORMAL)"
+        };
+        eprintln!(
+            "{kind}: 2000 commits in {elapsed:?}, {:.0} µs per commit",
+            elapsed.as_micros() as f64 / 2000.0
+        );
+    }
 }
