@@ -104,10 +104,16 @@ async fn fetch_is_served_from_the_cache_or_through_to_the_source() {
 
     // Nobody watches at the edge yet: it holds nothing and goes to the source, once for
     // ten requesters asking at the same time.
+    // Two sessions of five: one session may have at most 8 FETCHes served at once.
     let (_c2, at_edge) = connect(&edge).await;
+    let (_c3, at_edge_too) = connect(&edge).await;
     let mut requests = tokio::task::JoinSet::new();
-    for _ in 0..10 {
-        let mut subscriber = at_edge.clone();
+    for i in 0..10 {
+        let mut subscriber = if i % 2 == 0 {
+            at_edge.clone()
+        } else {
+            at_edge_too.clone()
+        };
         requests.spawn(async move { fetch_catalog_group(&mut subscriber, group).await });
     }
     while let Some(payloads) = requests.join_next().await {
