@@ -58,10 +58,9 @@ impl SyntheticPublisher {
         let relay = Relay::new(RelayConfig::default());
         let broadcast = LocalBroadcast::new(namespace.clone());
         let cache = broadcast.create_track(track, CacheLimits::default());
-        let route =
-            relay
-                .router()
-                .register(namespace, Source::Local(broadcast), Owner::Local)?;
+        let route = relay
+            .router()
+            .register(namespace, Source::Local(broadcast), Owner::Local)?;
         let (state_tx, mut state_rx) = watch::channel(LinkState::Connecting { url: url.clone() });
         let link = tokio::spawn(run_upstream(
             relay,
