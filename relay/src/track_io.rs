@@ -151,12 +151,8 @@ async fn fill_group(
                 if let Some(limit) = err.limit() {
                     metrics.limits_refused.inc(limit);
                 }
-                if err.dropped_group() {
-                    // Nothing more of this group is cached: stop reading it (the
-                    // subgroup stream is stopped), and say so to nobody else.
-                    tracing::debug!(%err, "group dropped by a cache limit");
-                    return Err(ServeError::Size);
-                }
+                // A group a limit dropped is gone from the cache: the rest of its
+                // objects are read and ignored, like any object the cache does not keep.
                 tracing::debug!(%err, "dropping object");
             }
         }

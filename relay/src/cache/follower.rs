@@ -75,10 +75,11 @@ impl TrackFollower {
                 self.next_seq = state.groups.back().map_or(first.seq, |g| g.seq);
             }
         }
-        if let Some(group) = state.group(self.next_seq) {
+        // The next group held (past any dropped or abandoned in between).
+        if let Some(group) = state.group_from(self.next_seq) {
             let seq = group.seq;
             let info = group.info;
-            self.next_seq += 1;
+            self.next_seq = seq + 1;
             self.active.push(ActiveGroup {
                 seq,
                 next_object: 0,
@@ -86,7 +87,7 @@ impl TrackFollower {
             return Some(FollowStep::Group { seq, info });
         }
         if self.next_seq < state.next_seq {
-            // Groups between were abandoned; move past them.
+            // The groups after were abandoned; move past them.
             self.next_seq = state.next_seq;
         }
 

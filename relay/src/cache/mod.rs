@@ -157,16 +157,22 @@ pub(super) struct TrackState {
 }
 
 impl TrackState {
+    // Groups are in increasing `seq` but not always contiguous: a group a limit dropped,
+    // or one its source abandoned, leaves a hole while newer groups stay.
     fn group(&self, seq: u64) -> Option<&CachedGroup> {
-        let first = self.groups.front()?.seq;
-        let index = usize::try_from(seq.checked_sub(first)?).ok()?;
+        let index = self.groups.binary_search_by_key(&seq, |g| g.seq).ok()?;
         self.groups.get(index)
     }
 
     fn group_mut(&mut self, seq: u64) -> Option<&mut CachedGroup> {
-        let first = self.groups.front()?.seq;
-        let index = usize::try_from(seq.checked_sub(first)?).ok()?;
+        let index = self.groups.binary_search_by_key(&seq, |g| g.seq).ok()?;
         self.groups.get_mut(index)
+    }
+
+    /// The oldest group held whose `seq` is `seq` or later.
+    fn group_from(&self, seq: u64) -> Option<&CachedGroup> {
+        let index = self.groups.partition_point(|g| g.seq < seq);
+        self.groups.get(index)
     }
 
     fn add_bytes(&mut self, n: usize) {

@@ -361,6 +361,56 @@ fn a_group_past_the_object_cap_is_dropped_and_the_next_one_is_cached() {
 }
 
 #[test]
+fn a_group_dropped_while_a_newer_one_is_open_leaves_the_newer_one_to_followers() {
+    // Interleaved groups (one stream each): group 2 hits the object cap after group 3
+    // began. Before, a hole in the cached groups made followers lose group 3 too.
+    let cache = TrackCache::new(CacheLimits {
+        max_group_objects: 2,
+        keep_for: Duration::from_secs(3600),
+        ..Default::default()
+    });
+    let one = cache.begin_group(info(1)).unwrap();
+    cache.push_object(one, 0, Bytes::from_static(b"a")).unwrap();
+    cache.end_group(one);
+    let mut follower = cache.follow();
+    let _ = drain(&mut follower);
+    let two = cache.begin_group(info(2)).unwrap();
+    let three = cache.begin_group(info(3)).unwrap();
+    for object in 0..2 {
+        cache.push_object(two, object, Bytes::new()).unwrap();
+    }
+    assert_eq!(
+        cache.push_object(two, 2, Bytes::new()),
+        Err(CacheError::TooManyObjects(2))
+    );
+    cache
+        .push_object(three, 0, Bytes::from_static(b"c"))
+        .unwrap();
+    cache.end_group(three);
+    let steps = drain(&mut follower);
+    assert_eq!(
+        steps,
+        vec![
+            FollowStep::Group {
+                seq: three,
+                info: info(3)
+            },
+            FollowStep::Object {
+                seq: three,
+                object_id: 0,
+                payload: Bytes::from_static(b"c")
+            },
+            FollowStep::GroupEnd { seq: three },
+        ]
+    );
+    // A late joiner starts at group 3 too.
+    assert!(matches!(
+        cache.follow().try_next(),
+        Some(FollowStep::Group { seq, .. }) if seq == three
+    ));
+}
+
+#[test]
 fn newest_groups_count_inside_the_budget() {
     // Ten tracks each growing one (newest, never evicted) group: before, the budget was
     // exceeded without bound because newest groups did not count; now a write that would
