@@ -1,8 +1,8 @@
 //! Access tokens (`proto/src/token.rs`), as a relay receives them in SETUP or `?jwt=`:
 //! arbitrary strings, and arbitrary claims correctly signed with the deployment's key (as
-//! an issuer's bug, or a stolen key, would make). Verifying must never panic; accepted
-//! claims must answer every question asked of them (expiry, rights) without panicking,
-//! and re-issue to a token that verifies to the same claims.
+//! an issuer's bug, or a stolen key, would make); and key files' text. Verifying must
+//! never panic; accepted claims must answer every question asked of them (expiry,
+//! rights) without panicking, and re-issue to a token that verifies to the same claims.
 #![no_main]
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -16,6 +16,10 @@ fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
+    // A key file's text (`--auth-key-file`): base64 of at least 32 bytes, or an error.
+    if let Ok(key) = TokenKey::from_text(&String::from_utf8_lossy(data)) {
+        let _ = key.verify("a.b.c");
+    }
     let key = TokenKey::new(SECRET.to_vec()).expect("32 bytes");
     let token = match mode % 3 {
         // Whatever a peer sends.
