@@ -158,19 +158,38 @@ pub(super) struct TrackState {
 
 impl TrackState {
     // Groups are in increasing `seq` but not always contiguous: a group a limit dropped,
-    // or one its source abandoned, leaves a hole while newer groups stay.
+    // or one its source abandoned, leaves a hole while newer groups stay. Without a hole
+    // a group is at `seq - first`; past one, a binary search finds it.
+    #[inline]
+    fn index_of(&self, seq: u64) -> Option<usize> {
+        let first = self.groups.front()?.seq;
+        let guess = usize::try_from(seq.checked_sub(first)?).ok()?;
+        match self.groups.get(guess) {
+            Some(group) if group.seq == seq => Some(guess),
+            // Past the newest group: not begun yet (a caught-up follower's question).
+            None if self.groups.back().is_some_and(|newest| seq > newest.seq) => None,
+            _ => self.groups.binary_search_by_key(&seq, |g| g.seq).ok(),
+        }
+    }
+
+    #[inline]
     fn group(&self, seq: u64) -> Option<&CachedGroup> {
-        let index = self.groups.binary_search_by_key(&seq, |g| g.seq).ok()?;
-        self.groups.get(index)
+        self.groups.get(self.index_of(seq)?)
     }
 
     fn group_mut(&mut self, seq: u64) -> Option<&mut CachedGroup> {
-        let index = self.groups.binary_search_by_key(&seq, |g| g.seq).ok()?;
+        let index = self.index_of(seq)?;
         self.groups.get_mut(index)
     }
 
     /// The oldest group held whose `seq` is `seq` or later.
     fn group_from(&self, seq: u64) -> Option<&CachedGroup> {
+        if let Some(group) = self.group(seq) {
+            return Some(group);
+        }
+        if self.groups.back()?.seq < seq {
+            return None;
+        }
         let index = self.groups.partition_point(|g| g.seq < seq);
         self.groups.get(index)
     }
