@@ -64,8 +64,15 @@ pub async fn run(args: FloodArgs, pinning: Pinning) -> anyhow::Result<()> {
             let flood_url = url::Url::parse(&format!("moqt://127.0.0.1:{port}"))?;
             let viewer_url = url::Url::parse(&format!("moqt://[::1]:{port}"))?;
             let trust = ClientTrust::pinned_hex(&node.fingerprint)?;
-            let result =
-                measure(&flood_url, &viewer_url, &trust, node.pid(), rate, args.seconds).await?;
+            let result = measure(
+                &flood_url,
+                &viewer_url,
+                &trust,
+                node.pid(),
+                rate,
+                args.seconds,
+            )
+            .await?;
             println!(
                 "{rate:>6}  {:>10}  {:>10}  {:>7}  {:>14.1} {:>8.1}  {:>10.1}  {:>12.1}",
                 if validate { "Retry" } else { "default" },

@@ -57,7 +57,10 @@ async fn channels_are_capped_and_closed_once_their_broadcast_ended_and_nobody_is
     });
     open(&authority, "demo/live").unwrap();
     open(&authority, "live/a").unwrap();
-    assert!(matches!(open(&authority, "live/b"), Err(OpenError::TooMany(2))));
+    assert!(matches!(
+        open(&authority, "live/b"),
+        Err(OpenError::TooMany(2))
+    ));
     // Reopening an open channel is not a new one.
     open(&authority, "live/a").unwrap();
 
@@ -65,10 +68,14 @@ async fn channels_are_capped_and_closed_once_their_broadcast_ended_and_nobody_is
     let idle = ChannelLimits::default().idle.as_millis() as u64;
     let later = T0 + idle + 1;
     // Someone is on live/a, and demo/live is still live: neither closes.
-    assert!(authority.close_idle(later, |path| path == "demo/live").is_empty());
+    assert!(authority
+        .close_idle(later, |path| path == "demo/live")
+        .is_empty());
     authority.viewer_joined(later, "live/a", "ann", false);
     // Left just now: not idle yet.
-    assert!(authority.close_idle(later + 1, |path| path == "demo/live").is_empty());
+    assert!(authority
+        .close_idle(later + 1, |path| path == "demo/live")
+        .is_empty());
     assert_eq!(
         authority.close_idle(later + idle, |path| path == "demo/live"),
         vec!["live/a".to_string()]
