@@ -1,5 +1,6 @@
 //! Limits per client address: a token bucket per address for request rates, and a count
-//! per address for things held open (connections). Pure: the caller passes the time in.
+//! per address for things held open (connections), over [`KeyedCounts`], the count behind
+//! every per-key cap. Pure: the caller passes the time in.
 //!
 //! IPv6 clients are keyed by their /64, the smallest block one subscriber is usually
 //! given, so that one host cannot step around a limit by rotating through its own prefix.
@@ -118,21 +119,77 @@ impl AddressBuckets {
     }
 }
 
+/// How many things each key (a client address, a session) holds, and in all: the count
+/// behind every "at most N per X and M in total" limit.
+#[derive(Debug)]
+pub struct KeyedCounts<K> {
+    held: HashMap<K, usize>,
+    sum: usize,
+}
+
+impl<K> Default for KeyedCounts<K> {
+    fn default() -> Self {
+        Self {
+            held: HashMap::new(),
+            sum: 0,
+        }
+    }
+}
+
+/// Which cap refused a new one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CapReached {
+    /// The key's own (per address, per session).
+    PerKey,
+    Total,
+}
+
+impl<K: std::hash::Hash + Eq> KeyedCounts<K> {
+    /// Counts one more for `key`, unless it holds `per_key` already or all hold `total`.
+    pub fn acquire(&mut self, key: K, per_key: usize, total: usize) -> Result<(), CapReached> {
+        if self.sum >= total {
+            return Err(CapReached::Total);
+        }
+        if self.held(&key) >= per_key {
+            return Err(CapReached::PerKey);
+        }
+        *self.held.entry(key).or_default() += 1;
+        self.sum += 1;
+        Ok(())
+    }
+
+    /// Counts one fewer for `key` (one that [`Self::acquire`] counted).
+    pub fn release(&mut self, key: &K) {
+        if let Some(held) = self.held.get_mut(key) {
+            *held = held.saturating_sub(1);
+            self.sum = self.sum.saturating_sub(1);
+            if *held == 0 {
+                self.held.remove(key);
+            }
+        }
+    }
+
+    pub fn held(&self, key: &K) -> usize {
+        self.held.get(key).copied().unwrap_or(0)
+    }
+
+    /// How many keys hold something.
+    pub fn keys(&self) -> usize {
+        self.held.len()
+    }
+
+    pub fn total(&self) -> usize {
+        self.sum
+    }
+}
+
 /// How many things (connections, handshakes) each client address holds open, against a
 /// per-address and a total cap.
 #[derive(Debug)]
 pub struct AddressCounts {
     per_address: usize,
     cap: usize,
-    held: HashMap<IpAddr, usize>,
-    sum: usize,
-}
-
-/// Which cap refused a new one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CapReached {
-    PerAddress,
-    Total,
+    counts: KeyedCounts<IpAddr>,
 }
 
 impl AddressCounts {
@@ -140,39 +197,23 @@ impl AddressCounts {
         Self {
             per_address,
             cap: total,
-            held: HashMap::new(),
-            sum: 0,
+            counts: KeyedCounts::default(),
         }
     }
 
     /// Counts one more for `ip`, unless a cap is reached.
     pub fn acquire(&mut self, ip: IpAddr) -> Result<(), CapReached> {
-        if self.sum >= self.cap {
-            return Err(CapReached::Total);
-        }
-        let held = self.held.entry(address_key(ip)).or_default();
-        if *held >= self.per_address {
-            return Err(CapReached::PerAddress);
-        }
-        *held += 1;
-        self.sum += 1;
-        Ok(())
+        self.counts
+            .acquire(address_key(ip), self.per_address, self.cap)
     }
 
     /// Counts one fewer for `ip` (one that [`Self::acquire`] counted).
     pub fn release(&mut self, ip: IpAddr) {
-        let key = address_key(ip);
-        if let Some(held) = self.held.get_mut(&key) {
-            *held = held.saturating_sub(1);
-            self.sum = self.sum.saturating_sub(1);
-            if *held == 0 {
-                self.held.remove(&key);
-            }
-        }
+        self.counts.release(&address_key(ip));
     }
 
     pub fn total(&self) -> usize {
-        self.sum
+        self.counts.total()
     }
 }
 
@@ -250,7 +291,7 @@ mod tests {
         let mut counts = AddressCounts::new(2, 3);
         assert!(counts.acquire(ip("192.0.2.1")).is_ok());
         assert!(counts.acquire(ip("192.0.2.1")).is_ok());
-        assert_eq!(counts.acquire(ip("192.0.2.1")), Err(CapReached::PerAddress));
+        assert_eq!(counts.acquire(ip("192.0.2.1")), Err(CapReached::PerKey));
         assert!(counts.acquire(ip("192.0.2.2")).is_ok());
         assert_eq!(counts.acquire(ip("192.0.2.3")), Err(CapReached::Total));
         counts.release(ip("192.0.2.1"));

@@ -78,7 +78,7 @@ impl Admission {
         }
         match self.connections.acquire(ip) {
             Ok(()) => {}
-            Err(CapReached::PerAddress) => return Admit::Refuse("quic_connections_per_address"),
+            Err(CapReached::PerKey) => return Admit::Refuse("quic_connections_per_address"),
             Err(CapReached::Total) => return Admit::Refuse("quic_connections"),
         }
         match self.handshakes.acquire(ip) {
@@ -86,7 +86,7 @@ impl Admission {
             Err(cap) => {
                 self.connections.release(ip);
                 Admit::Refuse(match cap {
-                    CapReached::PerAddress => "quic_handshakes_per_address",
+                    CapReached::PerKey => "quic_handshakes_per_address",
                     CapReached::Total => "quic_handshakes",
                 })
             }

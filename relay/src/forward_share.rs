@@ -3,7 +3,7 @@
 //! so without shares a few hundred idle connections could take them all and silence
 //! chat for everyone else at the edge. Pure: a table of counts per session.
 
-use std::collections::HashMap;
+use stagecast_proto::address_limit::{CapReached, KeyedCounts};
 
 use crate::router::SessionId;
 
@@ -25,8 +25,7 @@ pub enum ShareRefused {
 pub struct ForwardShares {
     per_session: usize,
     total: usize,
-    held: HashMap<SessionId, usize>,
-    sum: usize,
+    held: KeyedCounts<SessionId>,
 }
 
 impl Default for ForwardShares {
@@ -40,49 +39,35 @@ impl ForwardShares {
         Self {
             per_session,
             total,
-            held: HashMap::new(),
-            sum: 0,
+            held: KeyedCounts::default(),
         }
     }
 
     /// A session's share now: at most `per_session`, and less when the link is crowded,
     /// so that every session with streams could hold as many (never less than one).
     pub fn share(&self, session: SessionId) -> usize {
-        let sessions = self.held.len() + usize::from(!self.held.contains_key(&session));
+        let sessions = self.held.keys() + usize::from(self.held.held(&session) == 0);
         (self.total / sessions.max(1)).clamp(1, self.per_session)
     }
 
     /// Takes one upstream stream for `session`.
     pub fn acquire(&mut self, session: SessionId) -> Result<(), ShareRefused> {
-        if self.sum >= self.total {
-            return Err(ShareRefused::Link);
-        }
         let share = self.share(session);
-        let held = self.held.entry(session).or_default();
-        if *held >= share {
-            if *held == 0 {
-                self.held.remove(&session);
-            }
-            return Err(ShareRefused::Session);
-        }
-        *held += 1;
-        self.sum += 1;
-        Ok(())
+        self.held
+            .acquire(session, share, self.total)
+            .map_err(|cap| match cap {
+                CapReached::PerKey => ShareRefused::Session,
+                CapReached::Total => ShareRefused::Link,
+            })
     }
 
     /// Gives back one upstream stream of `session`.
     pub fn release(&mut self, session: SessionId) {
-        if let Some(held) = self.held.get_mut(&session) {
-            *held = held.saturating_sub(1);
-            self.sum = self.sum.saturating_sub(1);
-            if *held == 0 {
-                self.held.remove(&session);
-            }
-        }
+        self.held.release(&session);
     }
 
     pub fn held(&self) -> usize {
-        self.sum
+        self.held.total()
     }
 }
 

@@ -206,7 +206,7 @@ pub async fn serve(
             Err(cap) => {
                 match cap {
                     CapReached::Total => metrics.connections_refused_total.inc(),
-                    CapReached::PerAddress => metrics.connections_per_address_refused_total.inc(),
+                    CapReached::PerKey => metrics.connections_per_address_refused_total.inc(),
                 }
                 drop(stream);
                 continue;
