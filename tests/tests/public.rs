@@ -617,3 +617,28 @@ fn idle_connections_at_an_edge_cannot_take_every_chat_stream() {
         assert!(matches!(answer, Answer::Accepted { .. }), "{answer:?}");
     });
 }
+
+/// A relay follows a GOAWAY only to the same host or an upstream its operator configured:
+/// one naming another host would be handed the relay's token.
+#[test]
+fn a_relay_does_not_follow_goaway_to_a_host_it_was_not_given() {
+    let dir = output_dir("public_goaway_elsewhere");
+    // "Another host": the relay knows its upstream as localhost, this one as [::1].
+    let elsewhere = Node::origin(&dir, "elsewhere", &["--no-demo"]);
+    let goaway_to = format!("moqt://[::1]:{}", elsewhere.quic_port);
+    let origin = Node::origin(
+        &dir,
+        "origin",
+        &["--goaway-uri", &goaway_to, "--drain-timeout", "3s"],
+    );
+    let edge = Node::relay(&dir, "edge", &origin);
+    edge.wait_metric("stagecast_upstream_connected", 1.0);
+    origin.terminate();
+    edge.wait_metric(
+        "stagecast_limit_refused_total{limit=\"goaway_elsewhere\"}",
+        1.0,
+    );
+    assert_eq!(elsewhere.metric("stagecast_sessions_total"), Some(0.0));
+    let log = std::fs::read_to_string(&edge.log).unwrap();
+    assert!(log.contains("not following GOAWAY"), "{log}");
+}
