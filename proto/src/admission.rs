@@ -30,7 +30,7 @@ impl Default for AdmissionLimits {
             max_connections: 10_000,
             max_connections_per_address: 100,
             max_handshakes: 256,
-            max_handshakes_per_address: 16,
+            max_handshakes_per_address: 64,
             retry_above: 32,
         }
     }
