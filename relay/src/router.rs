@@ -82,6 +82,9 @@ pub struct Router {
     state: Arc<Mutex<RouterState>>,
     /// The namespaces currently routed here, watched by upstream links that forward them.
     announced: watch::Sender<Vec<TrackNamespace>>,
+    /// What this node's upstream answered when a namespace routed here was forwarded to
+    /// it: `true` accepted, `false` refused (another identity is live there).
+    upstream_verdicts: watch::Sender<std::collections::HashMap<TrackNamespace, bool>>,
 }
 
 impl Default for Router {
@@ -92,6 +95,7 @@ impl Default for Router {
                 next_id: 0,
             })),
             announced: watch::Sender::new(Vec::new()),
+            upstream_verdicts: watch::Sender::new(Default::default()),
         }
     }
 }
@@ -143,8 +147,46 @@ impl Router {
     }
 
     fn unregister(&self, id: u64) {
-        self.lock().routes.retain(|r| r.id != id);
+        let gone = {
+            let mut state = self.lock();
+            let namespace = state
+                .routes
+                .iter()
+                .find(|r| r.id == id)
+                .map(|r| r.namespace.clone());
+            state.routes.retain(|r| r.id != id);
+            namespace.filter(|ns| !state.routes.iter().any(|r| &r.namespace == ns))
+        };
+        if let Some(namespace) = gone {
+            self.upstream_verdicts.send_modify(|v| {
+                v.remove(&namespace);
+            });
+        }
         self.publish_announced();
+    }
+
+    /// Records the upstream's answer to a namespace forwarded to it.
+    pub fn set_upstream_verdict(&self, namespace: &TrackNamespace, accepted: bool) {
+        self.upstream_verdicts.send_modify(|v| {
+            v.insert(namespace.clone(), accepted);
+        });
+    }
+
+    /// The upstream's answer for `namespace`, waiting up to `wait` for it (`None`: no
+    /// answer in time, as when the upstream link is down).
+    pub async fn upstream_verdict(
+        &self,
+        namespace: &TrackNamespace,
+        wait: std::time::Duration,
+    ) -> Option<bool> {
+        let mut verdicts = self.upstream_verdicts.subscribe();
+        let answered = tokio::time::timeout(wait, verdicts.wait_for(|v| v.contains_key(namespace)))
+            .await
+            .ok()?
+            .ok()?
+            .get(namespace)
+            .copied();
+        answered
     }
 
     fn publish_announced(&self) {

@@ -25,6 +25,8 @@ use crate::router::{SessionId, Source};
 /// Draft-18 §15.10.1 PROTOCOL_VIOLATION: the peer did not follow the protocol (here: no
 /// SETUP in time).
 const SESSION_PROTOCOL_VIOLATION: u32 = 0x3;
+/// How long a publisher at a relay waits for the upstream's answer to its namespace.
+const UPSTREAM_VERDICT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// How long a session closed for a reason is kept while the close reaches the peer.
 const CLOSE_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -275,6 +277,22 @@ async fn accept_namespaces(
                     return;
                 }
             };
+            // A relay answers its publisher once its upstream has: a path live upstream
+            // under another identity is refused here too, not served to this relay's
+            // viewers. With the upstream unreachable, the publisher is taken (it is
+            // announced when the link is back).
+            let upstream_up = relay.upstream().borrow().is_some();
+            if upstream_up
+                && relay.router().upstream_verdict(&namespace, UPSTREAM_VERDICT_WAIT).await == Some(false)
+            {
+                relay.metrics().auth_failures_total.inc();
+                tracing::info!(session = id, %namespace, "namespace refused: refused upstream");
+                let _ = published.reject(
+                    RequestErrorCode::Unauthorized as u64,
+                    "the upstream refused this path: another publisher is live there",
+                );
+                return;
+            }
             if let Err(err) = published.ok() {
                 tracing::debug!(%namespace, %err, "could not accept namespace");
                 return;

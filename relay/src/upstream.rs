@@ -334,10 +334,12 @@ async fn forward_one(
             }
             other => format!("publishing {path} was refused: {other}"),
         };
+        relay.router().set_upstream_verdict(&namespace, false);
         tracing::warn!(%reason, "upstream refused namespace");
         state.send_replace(LinkState::Refused { reason });
         return;
     }
+    relay.router().set_upstream_verdict(&namespace, true);
     let mut serving = JoinSet::new();
     loop {
         tokio::select! {

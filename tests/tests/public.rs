@@ -368,6 +368,33 @@ fn a_second_publisher_cannot_take_over_a_live_path() {
         origin.metric("stagecast_namespaces_published_total"),
         Some(1.0)
     );
+    // Nor through an edge: the edge answers Mallory only once the origin has, so its
+    // viewers never get her stream under Alice's path.
+    let edge = Node::relay(&dir, "edge", &origin);
+    edge.wait_metric("stagecast_upstream_connected", 1.0);
+    let mut via_edge = publish_file(
+        &dir,
+        &edge,
+        "live/alice",
+        &clip,
+        &mallory,
+        "publish-mallory-edge",
+    );
+    let status = wait_exit(
+        &mut via_edge,
+        "the publisher at the edge",
+        Duration::from_secs(20),
+    );
+    assert!(!status.success());
+    let edge_log = std::fs::read_to_string(&edge.log).unwrap();
+    assert!(
+        edge_log.contains("namespace refused: refused upstream"),
+        "{edge_log}"
+    );
+    assert_eq!(
+        edge.metric("stagecast_namespaces_published_total"),
+        Some(0.0)
+    );
     // Alice reconnecting (a new session, the old one not yet gone) is not a takeover.
     let mut second = publish_file(
         &dir,
