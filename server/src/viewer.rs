@@ -135,6 +135,7 @@ static ASSETS: &[Asset] = &[
     asset!("js/moqt/stream.js", JS),
     asset!("js/moqt/session.js", JS),
     asset!("js/interaction/panel.js", JS),
+    asset!("js/interaction/guest.js", JS),
     asset!("js/interaction/badge.js", JS),
     asset!("js/interaction/client.js", JS),
     asset!("js/interaction/codec.js", JS),

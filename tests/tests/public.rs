@@ -181,6 +181,19 @@ fn guests_watch_only_what_anonymous_viewers_may_and_are_rationed_per_address() {
     assert!(origin.metric("stagecast_limit_refused_total{limit=\"guest_rate\"}") >= Some(1.0));
     // Another address has its own bucket.
     guest(&origin, "[::1]", "Zoe", None);
+    // Malformed and oversized requests get a clear 4xx, and a forged previous token
+    // yields a new identity, never someone else's.
+    let (status, _) = post_guest(&origin, "[::1]", serde_json::json!("not an object"));
+    assert!((400..500).contains(&status), "{status}");
+    let (status, body) = post_guest(
+        &origin,
+        "[::1]",
+        serde_json::json!({"name": "x".repeat(100)}),
+    );
+    assert_eq!(status, 400, "{body}");
+    let forged = format!("{}x", token_a);
+    let other = guest(&origin, "[::1]", "Ann", Some(&forged));
+    assert_ne!(other["user"], first["user"]);
 
     // The guest token cannot watch a private channel, nor take part in it.
     let clip = make_clip(&dir, "clip", 4, Layout::FragKeyframe, false);
