@@ -86,3 +86,12 @@ pub fn origin_lists(origin: &node::Node, broadcast: &str) -> bool {
     ))
     .is_ok_and(|body| body.contains(&format!("\"{broadcast}\"")))
 }
+
+/// A two-thread runtime for the tests that drive clients in their own process.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}

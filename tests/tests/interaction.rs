@@ -21,7 +21,7 @@ use stagecast_proto::interaction::{Action, Answer, Event, Reason, Request, Snaps
 use stagecast_proto::path::namespace_from_path;
 use stagecast_proto::trust::ClientTrust;
 use stagecast_tests::node::Node;
-use stagecast_tests::{bin, output_dir};
+use stagecast_tests::{bin, output_dir, runtime};
 
 const BROADCAST: &str = "demo/live";
 const WAIT: Duration = Duration::from_secs(30);
@@ -190,14 +190,6 @@ impl Client {
             task.abort();
         }
     }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 /// Waits until a relay's upstream link is up, so its clients reach the origin.

@@ -20,15 +20,7 @@ use stagecast_proto::interaction::{Action, Answer, Reason, Request};
 use stagecast_proto::trust::ClientTrust;
 use stagecast_tests::media::{make_clip, Layout};
 use stagecast_tests::node::Node;
-use stagecast_tests::{bin, origin_lists, output_dir, wait_exit, wait_until};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
+use stagecast_tests::{bin, origin_lists, output_dir, runtime, wait_exit, wait_until};
 
 /// `POST /api/guest` from `host` (`127.0.0.1` or `[::1]`): status and body.
 fn post_guest(node: &Node, host: &str, body: serde_json::Value) -> (u16, String) {
