@@ -5,7 +5,9 @@
 //! The binaries must be built first (`cargo build --bins`); `scripts/test.sh` does that.
 //! Every test writes its logs and media under `tests/output/<test name>/`.
 
+pub mod impair;
 pub mod media;
+pub mod netns;
 pub mod node;
 pub mod peers;
 
