@@ -6,6 +6,7 @@
 //! announces the namespace (PUBLISH_NAMESPACE) and answers the relay's SUBSCRIBE from the
 //! local cache.
 
+use stagecast_proto::sync::lock_or_recover;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -98,7 +99,7 @@ impl SyntheticPublisher {
 
     /// Runs `f` over what was published so far.
     pub fn with_log<T>(&self, f: impl FnOnce(&PublishLog) -> T) -> T {
-        f(&self.log.lock().unwrap_or_else(|p| p.into_inner()))
+        f(&lock_or_recover(&self.log))
     }
 
     pub fn stop(self) {
@@ -139,7 +140,7 @@ async fn pace(cache: TrackCache, fps: u32, object_bytes: usize, log: Arc<Mutex<P
             return;
         }
         {
-            let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
+            let mut log = lock_or_recover(&log);
             log.sent_ns.push(sent);
             log.tick_lag_us
                 .push(u32::try_from(lag.as_micros()).unwrap_or(u32::MAX));

@@ -6,6 +6,7 @@
 //! Groups are read concurrently, as they arrive, so one group the relay is slow to finish
 //! never holds back the next.
 
+use stagecast_proto::sync::lock_or_recover;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -205,7 +206,7 @@ impl MediaLog {
 
     /// The log so far, with why the subscription ended.
     pub fn take(&self, ended: Option<String>) -> ReceiveLog {
-        let mut log = std::mem::take(&mut *self.log.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut log = std::mem::take(&mut *lock_or_recover(&self.log));
         log.ended = ended;
         log
     }
@@ -213,7 +214,7 @@ impl MediaLog {
 
 impl ObjectSink for MediaLog {
     fn object(&self, _group: u64, _object: u64, payload: &Bytes, received_ns: u64, in_order: bool) {
-        let mut log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        let mut log = lock_or_recover(&self.log);
         if !in_order {
             log.groups_with_gaps += 1;
         }
@@ -226,10 +227,7 @@ impl ObjectSink for MediaLog {
     }
 
     fn group_cut(&self) {
-        self.log
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .groups_cut += 1;
+        lock_or_recover(&self.log).groups_cut += 1;
     }
 }
 
@@ -246,7 +244,7 @@ impl FirstGroupStart {
     pub async fn wait(&self) -> (u64, Instant) {
         loop {
             let notified = self.arrived.notified();
-            if let (Some(first), _) = *self.first.lock().unwrap_or_else(|p| p.into_inner()) {
+            if let (Some(first), _) = *lock_or_recover(&self.first) {
                 return first;
             }
             notified.await;
@@ -255,7 +253,7 @@ impl FirstGroupStart {
 
     /// Objects received before the first group start (a join mid-group).
     pub fn objects_before(&self) -> u64 {
-        self.first.lock().unwrap_or_else(|p| p.into_inner()).1
+        lock_or_recover(&self.first).1
     }
 }
 
@@ -269,7 +267,7 @@ impl ObjectSink for FirstGroupStart {
         _in_order: bool,
     ) {
         let now = Instant::now();
-        let mut first = self.first.lock().unwrap_or_else(|p| p.into_inner());
+        let mut first = lock_or_recover(&self.first);
         if first.0.is_some() {
             return;
         }

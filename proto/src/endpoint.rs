@@ -6,6 +6,7 @@
 //! What comes out is a `web_transport_quinn::Session` either way, so the MoQ session layer
 //! above never needs to know which transport carried it.
 
+use crate::sync::lock_or_recover;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -170,7 +171,7 @@ pub struct ConnectionPermit {
 
 impl ConnectionPermit {
     fn lock(&self) -> std::sync::MutexGuard<'_, Admission> {
-        self.admission.lock().unwrap_or_else(|p| p.into_inner())
+        lock_or_recover(&self.admission)
     }
 }
 
@@ -255,7 +256,7 @@ impl EndpointHandle {
     /// theirs.
     pub fn set_identity(&self, identity: &ServerIdentity) -> Result<(), EndpointError> {
         let config = server_config(identity, self.receive_window)?;
-        *self.config.lock().unwrap_or_else(|p| p.into_inner()) = config.clone();
+        *lock_or_recover(&self.config) = config.clone();
         self.quic.set_server_config(Some(config));
         Ok(())
     }
@@ -342,10 +343,7 @@ impl ServerEndpoint {
                         continue;
                     }
                     let ip = incoming.remote_address().ip();
-                    let admit = self
-                        .admission
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
+                    let admit = lock_or_recover(&self.admission)
                         .incoming(ip, incoming.remote_address_validated(), incoming.may_retry());
                     match admit {
                         Admit::Accept => {}
@@ -371,7 +369,7 @@ impl ServerEndpoint {
                     let qlog = self.qlog_dir.as_ref().map(|dir| {
                         (
                             dir.clone(),
-                            self.config.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+                            lock_or_recover(&self.config).clone(),
                             self.receive_window,
                         )
                     });

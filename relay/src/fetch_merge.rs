@@ -18,6 +18,7 @@
 //!   groups does: a standalone FETCH keeps its start, a Joining FETCH its end (next to
 //!   its subscription).
 
+use stagecast_proto::sync::lock_or_recover;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -251,7 +252,7 @@ pub struct FetchPermit {
 
 impl Drop for FetchPermit {
     fn drop(&mut self) {
-        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let mut sessions = lock_or_recover(&self.sessions);
         if let Some(count) = sessions.get_mut(&self.session) {
             *count -= 1;
             if *count == 0 {
@@ -279,7 +280,7 @@ impl FetchMerger {
     /// A slot for one more FETCH of `session`, or `None` if it has
     /// [`FetchLimits::per_session`] being served already.
     pub fn begin(&self, session: SessionId) -> Option<FetchPermit> {
-        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let mut sessions = lock_or_recover(&self.sessions);
         let count = sessions.entry(session).or_default();
         if *count >= self.limits.per_session {
             return None;
@@ -308,7 +309,7 @@ impl FetchMerger {
             end: (range.end_location.group_id, range.end_location.object_id),
         };
         let (mut outcome, sender) = {
-            let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+            let mut entries = lock_or_recover(&self.entries);
             entries.retain(|_, e| e.started.elapsed() < KEEP_FOR || e.outcome.borrow().is_none());
             match entries.get(&key) {
                 Some(entry) => (entry.outcome.clone(), None),

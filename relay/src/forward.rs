@@ -3,9 +3,6 @@
 //! it, through any depth of chaining (`docs/interaction.md`). The relay reads only the
 //! stream header; what the frames say is the authority's business.
 
-use std::future::Future;
-use std::pin::Pin;
-
 use stagecast_proto::endpoint::{RELAY_LINK_BIDI_STREAMS, RELAY_LINK_MAX_BIDI_STREAMS};
 use stagecast_proto::interaction::frame::encode_frame;
 use stagecast_proto::interaction::{Answer, Reason, STREAM_HEADER};
@@ -24,11 +21,6 @@ pub const MAX_STREAMS_PER_SESSION: usize = 64;
 /// Streams waiting between the connection's demultiplexer and this session's server: a
 /// burst beyond it is reset before it is read.
 pub const STREAM_QUEUE: usize = 128;
-
-/// The origin's side: what serves an interaction stream whose header has been read.
-pub trait InteractionAuthority: Send + Sync + 'static {
-    fn serve(&self, stream: InteractionStream) -> Pin<Box<dyn Future<Output = ()> + Send>>;
-}
 
 /// How many bidirectional streams a relay link may open: from
 /// [`RELAY_LINK_BIDI_STREAMS`], doubled whenever its interaction streams reach a quarter

@@ -17,6 +17,7 @@
 //! first byte of a connection tells (`0x16`, a TLS handshake record, or the first letter of
 //! an HTTP method), so health checks and scrapers may keep using plain HTTP.
 
+use stagecast_proto::sync::lock_or_recover;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -233,10 +234,7 @@ struct Slot {
 
 impl Slot {
     fn take(counts: &Arc<Mutex<AddressCounts>>, ip: IpAddr) -> Result<Slot, CapReached> {
-        counts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .acquire(ip)?;
+        lock_or_recover(counts).acquire(ip)?;
         Ok(Slot {
             counts: counts.clone(),
             ip,
@@ -246,10 +244,7 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.counts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .release(self.ip);
+        lock_or_recover(&self.counts).release(self.ip);
     }
 }
 

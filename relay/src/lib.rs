@@ -21,6 +21,7 @@ pub mod cache;
 /// The cache's byte budget, at its old path (`cache::budget`).
 pub use cache::budget;
 pub mod config_file;
+pub mod control;
 pub mod delivery;
 pub mod demux;
 pub mod drain;
@@ -29,6 +30,7 @@ pub mod fetch_merge;
 pub mod forward;
 pub mod forward_share;
 pub mod goaway;
+pub mod hooks;
 pub mod http;
 pub mod http_server;
 pub mod local;

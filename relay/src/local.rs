@@ -2,6 +2,7 @@
 //! `stagecast publish` command's own node): a namespace with named tracks, each a
 //! [`TrackCache`] the publisher writes into and subscribers follow directly.
 
+use stagecast_proto::sync::lock_or_recover;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -30,19 +31,12 @@ impl LocalBroadcast {
     /// Creates (or replaces) a track and returns the cache to write it into.
     pub fn create_track(&self, name: &str, limits: CacheLimits) -> TrackCache {
         let cache = TrackCache::new(limits);
-        self.tracks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(name.to_string(), cache.clone());
+        lock_or_recover(&self.tracks).insert(name.to_string(), cache.clone());
         cache
     }
 
     /// The track named `name`, if it was created.
     pub fn track(&self, name: &str) -> Option<TrackCache> {
-        self.tracks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(name)
-            .cloned()
+        lock_or_recover(&self.tracks).get(name).cloned()
     }
 }

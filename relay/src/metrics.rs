@@ -3,6 +3,7 @@
 //! Plain atomics with relaxed ordering: each is an independent tally read by a scrape, so no
 //! ordering between them is needed, and an increment costs one uncontended atomic add.
 
+use stagecast_proto::sync::lock_or_recover;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -99,17 +100,17 @@ pub struct LimitRefusals(std::sync::Mutex<std::collections::BTreeMap<&'static st
 impl LimitRefusals {
     /// Counts one refusal by `limit`.
     pub fn inc(&self, limit: &'static str) {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = lock_or_recover(&self.0);
         *map.entry(limit).or_default() += 1;
     }
 
     pub fn get(&self, limit: &str) -> u64 {
-        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let map = lock_or_recover(&self.0);
         map.get(limit).copied().unwrap_or(0)
     }
 
     fn render(&self, out: &mut String) {
-        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let map = lock_or_recover(&self.0);
         let name = "stagecast_limit_refused_total";
         let _ = writeln!(
             out,

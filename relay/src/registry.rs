@@ -6,6 +6,7 @@
 //! leaves, the source subscription is cancelled. What feeds the cache is the caller's
 //! task ([`crate::source`]); this table only shares it.
 
+use stagecast_proto::sync::lock_or_recover;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
@@ -96,7 +97,7 @@ impl TrackRegistry {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TrackKey, Weak<SharedTrack>>> {
-        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+        lock_or_recover(&self.entries)
     }
 
     /// Number of tracks currently subscribed at sources.

@@ -5,6 +5,7 @@
 //! session that published the namespace here, the upstream link. A request is never sent
 //! back to the session it came from, which is what keeps chains free of routing loops.
 
+use stagecast_proto::sync::lock_or_recover;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -16,9 +17,10 @@ use tokio::sync::watch;
 use crate::auth::AuthPolicy;
 use crate::budget::CacheBudget;
 use crate::cache::{CacheLimits, TrackCache};
+use crate::control::source_choice::{choose_source, Routed, SourceChoice};
 use crate::fetch_merge::FetchMerger;
-use crate::forward::InteractionAuthority;
 use crate::goaway::GoAwayNotice;
+use crate::hooks::{ExtraTracks, InteractionAuthority};
 use crate::metrics::{GaugeGuard, Metrics};
 use crate::registry::{SharedTrack, TrackRegistry};
 use crate::router::{Router, SessionId, Source};
@@ -69,12 +71,6 @@ impl Default for SessionLimits {
             forward_total: crate::forward_share::DEFAULT_TOTAL,
         }
     }
-}
-
-/// Tracks a node serves itself inside broadcasts that others publish.
-pub trait ExtraTracks: Send + Sync + 'static {
-    /// The cache of track `name` of `namespace`, if this node serves it.
-    fn track(&self, namespace: &TrackNamespace, name: &str) -> Option<TrackCache>;
 }
 
 impl RelayConfig {
@@ -156,10 +152,7 @@ impl Relay {
 
     /// The shares of the upstream link's interaction streams.
     pub fn forward_shares(&self) -> std::sync::MutexGuard<'_, crate::forward_share::ForwardShares> {
-        self.0
-            .forward_shares
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        lock_or_recover(&self.0.forward_shares)
     }
 
     pub fn registry(&self) -> &TrackRegistry {
@@ -337,16 +330,19 @@ impl Relay {
         namespace: &TrackNamespace,
         from: SessionId,
     ) -> Option<Subscriber> {
-        match self.0.router.route(namespace) {
-            Some(Source::Session {
-                session,
-                subscriber,
-            }) if session != from => Some(*subscriber),
-            Some(_) => None,
-            None => match self.0.upstream.borrow().as_ref() {
-                Some(upstream) if upstream.id != from => Some(upstream.subscriber.clone()),
+        let route = self.0.router.route(namespace);
+        let routed = match &route {
+            Some(Source::Session { session, .. }) => Routed::Peer(*session),
+            Some(Source::Local(_)) => Routed::Local,
+            None => Routed::Nowhere,
+        };
+        let upstream = self.0.upstream.borrow();
+        match choose_source(routed, upstream.as_ref().map(|u| u.id), from)? {
+            SourceChoice::Peer(_) => match route {
+                Some(Source::Session { subscriber, .. }) => Some(*subscriber),
                 _ => None,
             },
+            SourceChoice::Upstream(_) => upstream.as_ref().map(|u| u.subscriber.clone()),
         }
     }
 }

@@ -5,6 +5,7 @@
 //! namespace live under one identity cannot be registered by another: that would be a
 //! takeover of someone else's broadcast, not a reconnect.
 
+use stagecast_proto::sync::lock_or_recover;
 use std::sync::{Arc, Mutex};
 
 use moq_transport::coding::TrackNamespace;
@@ -102,7 +103,7 @@ impl Default for Router {
 
 impl Router {
     fn lock(&self) -> std::sync::MutexGuard<'_, RouterState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        lock_or_recover(&self.state)
     }
 
     /// Routes `namespace` to `source` until the returned guard is dropped, unless the

@@ -2,8 +2,8 @@
 //! source (a publisher's session or the upstream link), fills the shared cache, and when the
 //! source is lost (a publisher reconnecting, an upstream relay restarting) subscribes again
 //! at whatever source the route then names, so subscribers continue on the next group
-//! without resubscribing. Only when no source comes back within [`RESUME_TIMEOUT`] does
-//! the track end for them.
+//! without resubscribing. Only when no source comes back within the resume window
+//! ([`ResumePolicy`]) does the track end for them.
 
 use std::time::Duration;
 
@@ -14,6 +14,7 @@ use moq_transport::session::Subscriber;
 use tokio::sync::watch;
 
 use crate::cache::{TrackCache, TrackEnd};
+use crate::control::resume::{OnLost, ResumePolicy};
 use crate::registry::Readiness;
 use crate::relay::Relay;
 use crate::router::SessionId;
@@ -21,10 +22,6 @@ use crate::track_io::{fill_cache, SourceEnd};
 
 /// How long a source gets to accept a SUBSCRIBE.
 const SOURCE_ACCEPT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Pause before asking a source again after it broke off.
-const RETRY_PAUSE: Duration = Duration::from_millis(100);
-/// How long a lost source may take to come back before the track ends for its subscribers.
-pub const RESUME_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What a subscription asks of the source.
 pub struct SourceRequest {
@@ -41,18 +38,16 @@ pub async fn run_source(
     cache: TrackCache,
     ready: watch::Sender<Readiness>,
 ) {
-    let mut resumed = false;
-    // When the source was first lost and has not delivered a group since; the track ends
-    // if that lasts longer than RESUME_TIMEOUT.
-    let mut lost_since: Option<tokio::time::Instant> = None;
+    let mut policy = ResumePolicy::default();
     loop {
+        let resumed = policy.is_resuming();
         let subscriber = match relay.source_subscriber(&request.namespace, request.from) {
             Some(subscriber) => subscriber,
             None if !resumed => {
                 fail(&cache, &ready, ServeError::NotFound);
                 return;
             }
-            None => match wait_for_source(&relay, &request).await {
+            None => match wait_for_source(&relay, &request, &policy).await {
                 Some(subscriber) => subscriber,
                 None => {
                     end_lost(&cache, &request, "no source came back");
@@ -78,7 +73,7 @@ pub async fn run_source(
             Ok(Err(_)) | Err(_) => {
                 // The route names a source that cannot serve the track (yet): wait for the
                 // routes to change, within the resume time.
-                match wait_for_source(&relay, &request).await {
+                match wait_for_source(&relay, &request, &policy).await {
                     Some(_) => continue,
                     None => {
                         end_lost(&cache, &request, "the source refused to resume");
@@ -97,7 +92,7 @@ pub async fn run_source(
         let end = fill_cache(reader, &cache, relay.metrics()).await;
         drop(subscription);
         if cache.newest_group_id() != groups_before {
-            lost_since = None;
+            policy.on_progress();
         }
         match end {
             SourceEnd::Finished => {
@@ -106,14 +101,13 @@ pub async fn run_source(
             }
             SourceEnd::Lost { code, reason } => {
                 tracing::info!(namespace = %request.namespace, track = %request.name, code, %reason, "source lost; waiting for it to come back");
-                resumed = true;
-                let since = *lost_since.get_or_insert_with(tokio::time::Instant::now);
-                if since.elapsed() > RESUME_TIMEOUT {
-                    end_lost(&cache, &request, "the source kept breaking off");
-                    return;
+                match policy.on_lost(tokio::time::Instant::now()) {
+                    OnLost::GiveUp => {
+                        end_lost(&cache, &request, "the source kept breaking off");
+                        return;
+                    }
+                    OnLost::RetryAfter(pause) => tokio::time::sleep(pause).await,
                 }
-                // A source that breaks off at once is not asked again in a tight loop.
-                tokio::time::sleep(RETRY_PAUSE).await;
             }
         }
     }
@@ -135,12 +129,16 @@ fn end_lost(cache: &TrackCache, request: &SourceRequest, why: &str) {
     });
 }
 
-/// Waits, up to [`RESUME_TIMEOUT`], for the routes or the upstream link to change and name
+/// Waits, within the resume window, for the routes or the upstream link to change and name
 /// a source for the track.
-async fn wait_for_source(relay: &Relay, request: &SourceRequest) -> Option<Subscriber> {
+async fn wait_for_source(
+    relay: &Relay,
+    request: &SourceRequest,
+    policy: &ResumePolicy,
+) -> Option<Subscriber> {
     let mut routes = relay.router().announced();
     let mut upstream = relay.upstream();
-    let deadline = tokio::time::Instant::now() + RESUME_TIMEOUT;
+    let deadline = policy.wait_deadline(tokio::time::Instant::now());
     // Changes seen from now on; the current state was already found wanting.
     routes.borrow_and_update();
     upstream.borrow_and_update();

@@ -26,16 +26,13 @@ use tokio::task::JoinSet;
 use url::Url;
 
 use crate::auth::SessionAuth;
+use crate::control::link_plan::{GoAwayTarget, LinkEnd, LinkPlan};
 use crate::relay::Relay;
 use crate::router::SessionId;
 use crate::session::run_session;
 
-const BACKOFF_MIN: Duration = Duration::from_millis(250);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// An upstream that does not complete its handshake within this is given up for the next.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-/// A link that stayed up this long resets the backoff.
-const STABLE_AFTER: Duration = Duration::from_secs(10);
 
 /// The upstream session while it is up.
 #[derive(Clone)]
@@ -88,15 +85,9 @@ pub async fn run_upstream(
     config: UpstreamConfig,
     state: watch::Sender<LinkState>,
 ) {
-    let mut backoff = BACKOFF_MIN;
-    let mut attempt: usize = 0;
-    // Where the last upstream's GOAWAY said to go, tried once before the configured ones.
-    let mut moved_to: Option<Url> = None;
+    let mut plan = LinkPlan::new(config.urls.clone());
     loop {
-        let Some(url) = moved_to
-            .take()
-            .or_else(|| config.urls.get(attempt % config.urls.len().max(1)).cloned())
-        else {
+        let Some(url) = plan.next_url() else {
             return;
         };
         state.send_replace(LinkState::Connecting { url: url.clone() });
@@ -106,7 +97,7 @@ pub async fn run_upstream(
         let reason = match connect(&client, &url, &config).await {
             Ok((transport, goaway, session, publisher, subscriber)) => {
                 let id = relay.next_session_id();
-                if relay.metrics().upstream_connected.get() == 0 && attempt > 0 {
+                if relay.metrics().upstream_connected.get() == 0 && plan.is_retry() {
                     relay.metrics().upstream_reconnects_total.inc();
                 }
                 relay.metrics().upstream_connected.inc();
@@ -125,8 +116,7 @@ pub async fn run_upstream(
                         // Move now, while the draining upstream still serves: subscribers
                         // continue on the next group from the new link.
                         going_away = true;
-                        moved_to = goaway_target(&url, &config.urls, &goaway.new_session_uri);
-                        if moved_to.is_none() && !goaway.new_session_uri.is_empty() {
+                        if plan.on_goaway(&url, &goaway.new_session_uri) == GoAwayTarget::Refused {
                             relay.metrics().limits_refused.inc("goaway_elsewhere");
                             tracing::warn!(%url, to = %goaway.new_session_uri, "not following GOAWAY to a host that is not a configured upstream");
                         }
@@ -157,38 +147,17 @@ pub async fn run_upstream(
                 return;
             }
         }
-        if started.elapsed() >= STABLE_AFTER {
-            backoff = BACKOFF_MIN;
-        }
-        // The next attempt goes to the next upstream in order (failover), and round again.
-        attempt += 1;
-        let jitter = rand::thread_rng().gen_range(0.5..1.0);
-        let retry_in = if going_away {
-            Duration::ZERO
+        let end = if going_away {
+            LinkEnd::GoingAway
         } else {
-            backoff.mul_f64(jitter)
+            LinkEnd::Down
         };
+        let jitter = rand::thread_rng().gen_range(0.5..1.0);
+        let retry_in = plan.on_end(end, started.elapsed(), jitter);
         tracing::warn!(%url, %reason, ?retry_in, "upstream link down");
         state.send_replace(LinkState::Disconnected { reason, retry_in });
         tokio::time::sleep(retry_in).await;
-        backoff = (backoff * 2).min(BACKOFF_MAX);
     }
-}
-
-/// Where to reconnect after a GOAWAY from `current` naming `new_uri`: there if it is
-/// the same host as `current` or one of the operator's `configured` upstreams, since the
-/// link carries this node's token to it; `None` (go on with the configured upstreams)
-/// otherwise, or when the GOAWAY names no URI.
-pub fn goaway_target(current: &Url, configured: &[Url], new_uri: &str) -> Option<Url> {
-    let target = Url::parse(new_uri).ok()?;
-    if !matches!(target.scheme(), "moqt" | "https") {
-        return None;
-    }
-    let same_host = target.host() == current.host();
-    let configured = configured.iter().any(|u| {
-        u.host() == target.host() && u.port_or_known_default() == target.port_or_known_default()
-    });
-    (same_host || configured).then_some(target)
 }
 
 /// How long a failed session's connection is given to show the upstream's close.
@@ -358,35 +327,4 @@ async fn forward_one(
         }
     }
     while serving.join_next().await.is_some() {}
-}
-
-#[cfg(test)]
-mod tests {
-    use super::goaway_target;
-    use url::Url;
-
-    fn url(s: &str) -> Url {
-        Url::parse(s).unwrap()
-    }
-
-    #[test]
-    fn goaway_is_followed_only_to_the_same_host_or_a_configured_upstream() {
-        let current = url("moqt://origin-a.example:4443");
-        let configured = [current.clone(), url("moqt://origin-b.example:4443")];
-        let to = |uri: &str| goaway_target(&current, &configured, uri).map(|u| u.to_string());
-        assert_eq!(
-            to("moqt://origin-a.example:5443/").as_deref(),
-            Some("moqt://origin-a.example:5443/")
-        );
-        assert_eq!(
-            to("moqt://origin-b.example:4443").as_deref(),
-            Some("moqt://origin-b.example:4443")
-        );
-        // Another host, or a configured host on another port, would be given our token.
-        assert_eq!(to("moqt://evil.example:4443"), None);
-        assert_eq!(to("moqt://origin-b.example:9999"), None);
-        assert_eq!(to("http://origin-a.example:4443"), None);
-        assert_eq!(to(""), None);
-        assert_eq!(to("not a url"), None);
-    }
 }

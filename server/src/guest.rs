@@ -8,6 +8,7 @@
 //! time-outs, rate limits and one vote per user mean something. `--no-guests` turns the
 //! endpoint off.
 
+use stagecast_proto::sync::lock_or_recover;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -96,11 +97,7 @@ async fn guest(
             "this origin has no token key",
         );
     };
-    let taken = state
-        .buckets
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take(peer.ip(), Instant::now());
+    let taken = lock_or_recover(&state.buckets).take(peer.ip(), Instant::now());
     if let Err(wait) = taken {
         state.metrics.limits_refused.inc("guest_rate");
         let secs = wait.as_secs().max(1);

@@ -3,6 +3,7 @@
 //! removed, whitespace collapsed), and guarded so that nobody but a creator can appear
 //! under a creator's name.
 
+use stagecast_proto::sync::lock_or_recover;
 use std::collections::HashSet;
 use std::sync::Mutex;
 
@@ -101,7 +102,7 @@ impl ReservedNames {
         if folded.is_empty() {
             return;
         }
-        let mut set = self.folded.lock().unwrap_or_else(|p| p.into_inner());
+        let mut set = lock_or_recover(&self.folded);
         if set.len() < MAX_RESERVED {
             set.insert(folded);
         }
@@ -114,11 +115,7 @@ impl ReservedNames {
             return false;
         }
         ALWAYS_RESERVED.contains(&folded.as_str())
-            || self
-                .folded
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains(&folded)
+            || lock_or_recover(&self.folded).contains(&folded)
     }
 
     /// `name` normalized, refused if it passes for a reserved name.

@@ -7,6 +7,7 @@
 //! - [`EventLog`]: every event record, parsed, with its arrival time, counted once per
 //!   `seq` (what the origin published, as one watcher saw it).
 
+use stagecast_proto::sync::lock_or_recover;
 use std::collections::HashSet;
 use std::sync::Mutex;
 
@@ -70,15 +71,12 @@ impl MarkerLog {
     }
 
     pub fn first_seen(&self) -> Vec<u64> {
-        self.first_seen
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        lock_or_recover(&self.first_seen).clone()
     }
 
     /// How many of `ids` have arrived.
     pub fn seen_of(&self, ids: &[usize]) -> usize {
-        let seen = self.first_seen.lock().unwrap_or_else(|p| p.into_inner());
+        let seen = lock_or_recover(&self.first_seen);
         ids.iter()
             .filter(|&&id| seen.get(id).is_some_and(|&t| t > 0))
             .count()
@@ -94,7 +92,7 @@ impl ObjectSink for MarkerLog {
         received_ns: u64,
         _in_order: bool,
     ) {
-        let mut seen = self.first_seen.lock().unwrap_or_else(|p| p.into_inner());
+        let mut seen = lock_or_recover(&self.first_seen);
         for id in markers(payload, &self.prefix) {
             if let Some(slot) = seen.get_mut(id) {
                 if *slot == 0 {
@@ -130,19 +128,12 @@ struct EventLogInner {
 
 impl EventLog {
     pub fn events(&self) -> Vec<SeenEvent> {
-        self.inner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .events
-            .clone()
+        lock_or_recover(&self.inner).events.clone()
     }
 
     /// Objects that were not a JSON array of records.
     pub fn unreadable(&self) -> u64 {
-        self.inner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .unreadable
+        lock_or_recover(&self.inner).unreadable
     }
 }
 
@@ -166,7 +157,7 @@ impl ObjectSink for EventLog {
         received_ns: u64,
         _in_order: bool,
     ) {
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut inner = lock_or_recover(&self.inner);
         let Ok(records) = serde_json::from_slice::<Vec<Record>>(payload) else {
             inner.unreadable += 1;
             return;

@@ -18,6 +18,7 @@
 //! Lock order: the budget's list, then one track at a time. A track never takes the
 //! budget's list while it holds its own lock.
 
+use stagecast_proto::sync::lock_or_recover;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
@@ -76,7 +77,7 @@ impl CacheBudget {
     }
 
     pub(crate) fn register(&self, state: &Arc<Mutex<TrackState>>, version: &watch::Sender<u64>) {
-        let mut caches = self.caches.lock().unwrap_or_else(|p| p.into_inner());
+        let mut caches = lock_or_recover(&self.caches);
         caches.retain(|c| c.state.strong_count() > 0);
         caches.push(Registered {
             state: Arc::downgrade(state),
@@ -98,15 +99,12 @@ impl CacheBudget {
     /// `false` if it still does not (only newest groups, and charges, are left).
     pub(crate) fn enforce(&self) -> bool {
         while self.used() > self.limit {
-            let caches = self.caches.lock().unwrap_or_else(|p| p.into_inner());
+            let caches = lock_or_recover(&self.caches);
             let oldest = caches
                 .iter()
                 .filter_map(|c| {
                     let state = c.state.upgrade()?;
-                    let stamp = state
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .oldest_evictable_stamp()?;
+                    let stamp = lock_or_recover(&state).oldest_evictable_stamp()?;
                     Some((stamp, state, c.version.clone()))
                 })
                 .min_by_key(|(stamp, _, _)| *stamp);
@@ -115,10 +113,7 @@ impl CacheBudget {
                 // Only newest groups are left: they stay, and the caller decides.
                 return false;
             };
-            let evicted = state
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .evict_oldest();
+            let evicted = lock_or_recover(&state).evict_oldest();
             version.send_modify(|v| *v = v.wrapping_add(1));
             if !evicted {
                 return self.used() <= self.limit;

@@ -27,6 +27,7 @@
 pub mod budget;
 mod follower;
 
+use stagecast_proto::sync::lock_or_recover;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -313,7 +314,7 @@ impl TrackCache {
     fn lock(&self) -> std::sync::MutexGuard<'_, TrackState> {
         // A panic while holding this lock cannot leave the plain data inconsistent in a way
         // that matters more than stopping the relay, so a poisoned lock is used as is.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        lock_or_recover(&self.state)
     }
 
     fn changed(&self) {

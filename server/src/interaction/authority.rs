@@ -3,6 +3,7 @@
 //! timeline. One lock over all channels: balances are per user across channels, and every
 //! step under it is short (a SQLite commit in WAL mode is one append).
 
+use stagecast_proto::sync::lock_or_recover;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -151,7 +152,7 @@ impl Authority {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        lock_or_recover(&self.inner)
     }
 
     /// The timeline of channel `path`, opening the channel (replaying its stored events)

@@ -6,6 +6,7 @@
 //! runs on wall time. The decode time stands in for the presentation time: they differ by
 //! the composition offset of B-frames, a frame or two.
 
+use stagecast_proto::sync::lock_or_recover;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,13 +27,13 @@ pub struct MediaClock(Arc<Mutex<Option<(u64, Instant)>>>);
 impl MediaClock {
     /// The live edge's presentation time in milliseconds, if media is flowing.
     pub fn now_ms(&self) -> Option<u64> {
-        let (pts_ms, at) = (*self.0.lock().unwrap_or_else(|p| p.into_inner()))?;
+        let (pts_ms, at) = (*lock_or_recover(&self.0))?;
         let elapsed = at.elapsed();
         (elapsed < STALE_AFTER).then(|| pts_ms + elapsed.as_millis() as u64)
     }
 
     fn set(&self, pts_ms: u64) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some((pts_ms, Instant::now()));
+        *lock_or_recover(&self.0) = Some((pts_ms, Instant::now()));
     }
 }
 
