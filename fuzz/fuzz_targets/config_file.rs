@@ -1,4 +1,4 @@
-//! Node config files (`proto/src/config_file.rs`, applied by `relay/src/config_file.rs`
+//! Node config files (`proto/src/config_file.rs`, applied by `relay/src/node/config_file.rs`
 //! and the server): any text as TOML, turned into option settings, and every resulting
 //! value through the option parsers a node would apply to it (durations, byte sizes,
 //! broadcast paths). Also `--config` lookup over arbitrary arguments.

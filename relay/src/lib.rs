@@ -12,31 +12,25 @@
 //! ```
 //!
 //! Media-agnostic: nothing here parses CMAF, catalogs or interaction payloads; interaction
-//! streams are forwarded toward the origin as opaque bytes.
+//! streams are forwarded toward the origin as opaque bytes. The control decisions are
+//! plain types in [`control`]; what a node binary adds around the engine (flags, config
+//! file, HTTP, drain, banner) is [`node`].
 
 pub mod accept;
 pub mod auth;
-pub mod auth_args;
 pub mod cache;
-/// The cache's byte budget, at its old path (`cache::budget`).
-pub use cache::budget;
-pub mod config_file;
 pub mod control;
 pub mod delivery;
 pub mod demux;
-pub mod drain;
 pub mod fetch;
 pub mod fetch_merge;
 pub mod forward;
 pub mod forward_share;
 pub mod goaway;
 pub mod hooks;
-pub mod http;
-pub mod http_server;
 pub mod local;
 pub mod metrics;
 pub mod node;
-pub mod quic_args;
 pub mod registry;
 pub mod relay;
 pub mod router;

@@ -47,7 +47,7 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     stagecast_proto::logging::init();
     // Before the runtime's threads exist: the config file sets environment defaults.
-    stagecast_relay::config_file::apply_config_file::<Args>()?;
+    stagecast_relay::node::config_file::apply_config_file::<Args>()?;
     let args = Args::parse();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -90,7 +90,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             state,
         ));
     }
-    let routes = stagecast_relay::http::routes(relay.clone(), listeners.fingerprint.clone());
+    let routes = stagecast_relay::node::http::routes(relay.clone(), listeners.fingerprint.clone());
     listeners.serve(relay, routes, &args.node).await;
     Ok(())
 }

@@ -15,7 +15,7 @@ use moq_transport::serve::ServeError;
 use tokio::sync::watch;
 use tokio::task::{AbortHandle, JoinHandle};
 
-use crate::budget::CacheBudget;
+use crate::cache::budget::CacheBudget;
 use crate::cache::{CacheLimits, TrackCache};
 use crate::metrics::Metrics;
 

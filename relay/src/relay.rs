@@ -15,7 +15,7 @@ use moq_transport::session::{Subscribed, Subscriber};
 use tokio::sync::watch;
 
 use crate::auth::AuthPolicy;
-use crate::budget::CacheBudget;
+use crate::cache::budget::CacheBudget;
 use crate::cache::{CacheLimits, TrackCache};
 use crate::control::source_choice::{choose_source, Routed, SourceChoice};
 use crate::fetch_merge::FetchMerger;

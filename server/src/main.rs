@@ -57,7 +57,7 @@ const INTERACTION_DB: &str = "interaction.db";
 fn main() -> anyhow::Result<()> {
     stagecast_proto::logging::init();
     // Before the runtime's threads exist: the config file sets environment defaults.
-    stagecast_relay::config_file::apply_config_file::<Args>()?;
+    stagecast_relay::node::config_file::apply_config_file::<Args>()?;
     let args = Args::parse();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -11,7 +11,7 @@ pub fn routes(relay: Relay, fingerprint: watch::Receiver<String>) -> Router {
     let own = Router::new()
         .route("/api/broadcasts", get(broadcasts))
         .with_state(relay.clone());
-    stagecast_relay::http::routes(relay, fingerprint).merge(own)
+    stagecast_relay::node::http::routes(relay, fingerprint).merge(own)
 }
 
 #[derive(serde::Serialize)]

@@ -1,5 +1,5 @@
 //! The HTTP port's limits and headers against a real `stagecast-server` on loopback
-//! (relay/src/http_server.rs, server/src/viewer.rs):
+//! (relay/src/node/http_server.rs, server/src/viewer.rs):
 //!
 //! - 1,100 idle sockets, with the node started under the common soft open-files limit of
 //!   1024 (before, past about a thousand, `accept` failed and `/healthz` went unanswered),

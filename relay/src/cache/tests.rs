@@ -455,7 +455,7 @@ fn newest_groups_count_inside_the_budget() {
 #[test]
 #[ignore = "a bench"]
 fn cache_hot_path() {
-    let budget = crate::budget::CacheBudget::new(64 << 20);
+    let budget = crate::cache::budget::CacheBudget::new(64 << 20);
     let tracks: Vec<TrackCache> = (0..20)
         .map(|_| TrackCache::with_budget(CacheLimits::default(), &budget))
         .collect();

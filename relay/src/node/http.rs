@@ -1,6 +1,6 @@
 //! The HTTP routes every node serves: `/healthz`, `/readyz`, Prometheus `/metrics`, and
 //! `/certificate.sha256` (the fingerprint clients pin for a development certificate). The
-//! origin adds its own routes to this router. [`crate::http_server`] serves it, within
+//! origin adds its own routes to this router. [`crate::node::http_server`] serves it, within
 //! the HTTP port's limits.
 
 use axum::extract::State;
@@ -10,7 +10,7 @@ use axum::routing::get;
 use axum::{Extension, Router};
 use tokio::sync::watch;
 
-use crate::http_server::HttpMetrics;
+use crate::node::http_server::HttpMetrics;
 use crate::relay::Relay;
 
 #[derive(Clone)]
@@ -29,7 +29,7 @@ pub fn routes(relay: Relay, fingerprint: watch::Receiver<String>) -> Router {
         .with_state(NodeState { relay, fingerprint })
 }
 
-/// The relay's metrics, and the HTTP port's when [`crate::http_server::serve`] serves it.
+/// The relay's metrics, and the HTTP port's when [`crate::node::http_server::serve`] serves it.
 async fn metrics(
     State(state): State<NodeState>,
     http: Option<Extension<HttpMetrics>>,

@@ -2,6 +2,16 @@
 //! its shared options, its certificate (kept fresh while it runs), its listeners, the
 //! banner naming its addresses, and serving until SIGTERM, then draining. The HTTP port is
 //! served within its limits (`--http-*`), and over HTTPS too with a real certificate.
+//!
+//! This module is the node shell; the engine (routing, cache, sources, sessions) is the
+//! rest of the crate and knows nothing of flags, files or HTTP.
+
+pub mod auth_args;
+pub mod config_file;
+pub mod drain;
+pub mod http;
+pub mod http_server;
+pub mod quic_args;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -15,8 +25,8 @@ use stagecast_proto::endpoint::{EndpointHandle, ServerEndpoint};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::auth_args::AuthArgs;
-use crate::http_server::{HttpLimits, HttpMetrics};
+use crate::node::auth_args::AuthArgs;
+use crate::node::http_server::{HttpLimits, HttpMetrics};
 use crate::relay::{Relay, RelayConfig};
 
 /// Options shared by the node binaries (each binary adds its own addresses and data
@@ -72,7 +82,7 @@ pub struct NodeArgs {
     #[arg(long, env = "STAGECAST_HTTP_MAX_BODY", default_value = "64KiB", value_parser = stagecast_proto::byte_size::parse_byte_size)]
     pub http_max_body: usize,
     #[command(flatten)]
-    pub quic: crate::quic_args::QuicArgs,
+    pub quic: crate::node::quic_args::QuicArgs,
     /// FETCHes one session may have served at once; more are refused (EXCESSIVE_LOAD).
     #[arg(long, env = "STAGECAST_MAX_FETCHES_PER_SESSION", default_value_t = crate::fetch_merge::DEFAULT_FETCHES_PER_SESSION)]
     pub max_fetches_per_session: usize,
@@ -147,7 +157,7 @@ impl NodeArgs {
         HttpLimits {
             header_timeout: self.http_header_timeout,
             request_timeout: self.http_request_timeout,
-            max_connections: crate::http_server::effective_max_connections(wanted),
+            max_connections: crate::node::http_server::effective_max_connections(wanted),
             max_connections_per_address: usize::try_from(self.http_max_connections_per_address)
                 .unwrap_or(usize::MAX),
             max_body_bytes: self.http_max_body,
@@ -230,7 +240,7 @@ impl NodeListeners {
     /// Serves `routes` over HTTP and MoQ sessions on the endpoint until SIGTERM or Ctrl-C,
     /// then drains as `args` say.
     pub async fn serve(self, relay: Relay, routes: axum::Router, args: &NodeArgs) {
-        tokio::spawn(crate::http_server::serve(
+        tokio::spawn(crate::node::http_server::serve(
             self.http,
             routes,
             args.http_limits(),
@@ -241,8 +251,8 @@ impl NodeListeners {
         let accept = tokio::spawn(crate::accept::serve_endpoint(relay.clone(), self.endpoint));
         tokio::select! {
             _ = accept => {},
-            () = crate::drain::shutdown_signal() => {
-                crate::drain::drain(&relay, &handle, args.drain_timeout, args.goaway_uri.as_ref())
+            () = crate::node::drain::shutdown_signal() => {
+                crate::node::drain::drain(&relay, &handle, args.drain_timeout, args.goaway_uri.as_ref())
                     .await;
             }
         }
