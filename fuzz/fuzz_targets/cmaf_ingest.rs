@@ -51,6 +51,7 @@ fuzz_target!(|data: &[u8]| {
 
     let mut writer = None;
     let mut catalogs = 0;
+    let mut track_names: Option<Vec<String>> = None;
     for event in events {
         match event {
             IngestEvent::Catalog(catalog) => {
@@ -58,10 +59,19 @@ fuzz_target!(|data: &[u8]| {
                 let json = catalog.to_json();
                 let parsed = stagecast_media::catalog::Catalog::from_json(&json)
                     .expect("the ingest's catalog parses");
-                writer = FragmentedMp4Writer::new(&parsed).ok();
+                // An update (measured bitrate, alignment) lists the same tracks; the
+                // writer made from the first one goes on serving them.
+                let names: Vec<String> = parsed.tracks.iter().map(|t| t.name.clone()).collect();
+                match &track_names {
+                    Some(first) => assert_eq!(first, &names, "a catalog update changed the tracks"),
+                    None => {
+                        writer = FragmentedMp4Writer::new(&parsed).ok();
+                        track_names = Some(names);
+                    }
+                }
             }
             IngestEvent::Object(object) => {
-                assert_eq!(catalogs, 1, "an object before the catalog");
+                assert!(catalogs >= 1, "an object before the catalog");
                 assert_eq!(
                     chunk_decode_time(&object.payload),
                     Some(object.decode_time),
@@ -75,5 +85,4 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-    assert!(catalogs <= 1, "the catalog was emitted {catalogs} times");
 });

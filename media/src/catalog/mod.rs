@@ -34,6 +34,12 @@ pub const VIDEO_TRACK: &str = "video";
 /// Name of the (first) audio track a Stagecast publisher produces.
 pub const AUDIO_TRACK: &str = "audio";
 
+/// Track field (a Stagecast extension) set to `false` on the alternates of an `altGroup`
+/// whose groups were found not to start at the same media times in every rendition
+/// (renditions with unaligned keyframes). Absent means aligned, as CMSF requires of a
+/// switching set: group N of each starts at the same presentation time.
+pub const GROUPS_ALIGNED: &str = "groupsAligned";
+
 /// The MSF version this crate writes: the spec text we follow is draft-ietf-moq-msf-01.
 pub const MSF_VERSION: &str = "draft-01";
 

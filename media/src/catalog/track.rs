@@ -141,7 +141,6 @@ impl CatalogTrack {
         }
     }
 
-    /// True for a track whose role is `video`.
     /// An MSF event timeline track of JSON records about the tracks named in `depends`
     /// (MSF "Event Timeline Catalog requirements").
     pub fn event_timeline(name: impl Into<String>, event_type: &str, depends: &[&str]) -> Self {
@@ -160,6 +159,7 @@ impl CatalogTrack {
         track
     }
 
+    /// True for a track whose role is `video`.
     pub fn is_video(&self) -> bool {
         self.role.as_deref() == Some(ROLE_VIDEO)
     }
@@ -167,6 +167,16 @@ impl CatalogTrack {
     /// True for a track whose role is `audio`.
     pub fn is_audio(&self) -> bool {
         self.role.as_deref() == Some(ROLE_AUDIO)
+    }
+
+    /// False when the catalog says this alternate's groups do not line up with those of
+    /// the other tracks of its `altGroup` ([`super::GROUPS_ALIGNED`]); then a switch to it
+    /// must wait for its next keyframe by media time, not its next group number.
+    pub fn groups_aligned(&self) -> bool {
+        self.extra
+            .get(super::GROUPS_ALIGNED)
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(true)
     }
 
     /// True for a CMAF-packaged track (`packaging: "cmaf"`).

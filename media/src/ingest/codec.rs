@@ -22,7 +22,8 @@ pub(super) struct CodecInfo {
     pub height: Option<u32>,
     pub samplerate: Option<u32>,
     pub channels: Option<u32>,
-    /// Maximum bitrate if the sample entry declares one (`btrt`, `esds`).
+    /// Maximum bitrate if the sample entry declares one (`btrt`, `esds`), else its
+    /// declared average.
     pub bitrate: Option<u64>,
 }
 
@@ -33,25 +34,25 @@ pub(super) fn describe(track_id: u32, codec: &Codec) -> Result<CodecInfo, Ingest
             avc_string("avc1", &avc1.avcc),
             avc1.visual.width,
             avc1.visual.height,
-            avc1.btrt.as_ref().map(|b| b.max_bitrate),
+            avc1.btrt.as_ref().and_then(declared_bitrate),
         ),
         Codec::Avc3(avc3) => video(
             avc_string("avc3", &avc3.avcc),
             avc3.visual.width,
             avc3.visual.height,
-            avc3.btrt.as_ref().map(|b| b.max_bitrate),
+            avc3.btrt.as_ref().and_then(declared_bitrate),
         ),
         Codec::Hvc1(hvc1) => video(
             hevc_string("hvc1", &hvc1.hvcc),
             hvc1.visual.width,
             hvc1.visual.height,
-            hvc1.btrt.as_ref().map(|b| b.max_bitrate),
+            hvc1.btrt.as_ref().and_then(declared_bitrate),
         ),
         Codec::Hev1(hev1) => video(
             hevc_string("hev1", &hev1.hvcc),
             hev1.visual.width,
             hev1.visual.height,
-            hev1.btrt.as_ref().map(|b| b.max_bitrate),
+            hev1.btrt.as_ref().and_then(declared_bitrate),
         ),
         Codec::Mp4a(mp4a) => {
             let config = &mp4a.esds.es_desc.dec_config;
@@ -96,6 +97,14 @@ pub(super) fn describe(track_id: u32, codec: &Codec) -> Result<CodecInfo, Ingest
         }
     };
     Ok(info)
+}
+
+/// A `btrt`'s maximum bitrate, or its average when the maximum is 0 (both are 0 when
+/// the encoder knew neither).
+fn declared_bitrate(btrt: &mp4_atom::Btrt) -> Option<u32> {
+    Some(btrt.max_bitrate)
+        .filter(|b| *b != 0)
+        .or(Some(btrt.avg_bitrate))
 }
 
 fn video(codec: String, width: u16, height: u16, bitrate: Option<u32>) -> CodecInfo {

@@ -1,5 +1,5 @@
-//! What the ingest produces: the catalog once, then one [`MediaObject`] per track per
-//! CMAF chunk.
+//! What the ingest produces: the catalog (again when it changes), and one [`MediaObject`]
+//! per track per CMAF chunk.
 
 use bytes::Bytes;
 
@@ -8,7 +8,8 @@ use crate::catalog::Catalog;
 /// One output of [`super::CmafIngest::push`] / [`super::CmafIngest::finish`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum IngestEvent {
-    /// The broadcast's catalog; emitted exactly once, before the first object.
+    /// The broadcast's catalog: emitted before the first object, and again whenever what
+    /// it says changed (the same tracks, with a measured bitrate or alignment news).
     Catalog(Catalog),
     /// A CMAF chunk of one track, to be sent as one MoQ object.
     Object(MediaObject),
@@ -22,6 +23,11 @@ pub struct MediaObject {
     /// This object opens a new MoQ group (video: it starts with a keyframe; audio: it is
     /// aligned with the latest video group, or ~2 s passed on an audio-only stream).
     pub starts_group: bool,
+    /// The number of the group this object belongs to, counted from 0 for the input and
+    /// shared by alternates: group N of every video rendition starts at the same
+    /// presentation time (when their keyframes are aligned), and an audio group takes the
+    /// number of the video group it follows. Increases with each group of a track.
+    pub group: u64,
     /// The chunk's first sample is a sync sample (random access point).
     pub keyframe: bool,
     /// The whole `moof` + `mdat`, self-contained (moof-relative data offsets, one track).

@@ -23,22 +23,36 @@
 //! The catalog is emitted just before the first object, when the first fragment has
 //! arrived: the video framerate is measured from that fragment's sample durations
 //! (fragmented `moov`s carry no sample timing). If the first fragment holds no video
-//! sample, the framerate is omitted.
+//! sample, the framerate is omitted. It is emitted again, after the objects that made it
+//! change, when the media taught something new: the bitrate of a track that declares none,
+//! measured over its first [`BITRATE_WINDOW_SECS`] seconds; or that the video alternates'
+//! groups are not aligned after all.
+//!
+//! Several video tracks are renditions of one source (a ladder from one ffmpeg process):
+//! the catalog lists them as alternates in one `altGroup`, and every object carries a
+//! group number shared across them ([`MediaObject::group`]): group N of each rendition
+//! starts at the same presentation time when their keyframes are aligned. When they are
+//! not, numbers still follow start times, and the catalog says so (`groupsAligned: false`
+//! on the alternates).
 
+mod bitrate;
 mod codec;
 mod error;
 mod event;
 mod framing;
 mod grouping;
 mod movie;
+mod numbering;
 mod objects;
 mod split;
 mod timeline;
 
+pub use bitrate::BITRATE_WINDOW_SECS;
 pub use error::{IngestError, RECOMMENDED_MOVFLAGS};
 pub use event::{IngestEvent, MediaObject};
 pub use framing::MAX_TOP_LEVEL_BOX;
 pub use grouping::AUDIO_ONLY_GROUP_SECS;
+pub use movie::VIDEO_ALT_GROUP;
 
 use bytes::Bytes;
 use mp4_atom::{Atom, Decode, FourCC, Ftyp, Mdat, Moof, Moov};
@@ -160,6 +174,10 @@ impl CmafIngest {
         }
         if !self.catalog_sent {
             self.emit_catalog(&mut events);
+        }
+        if let Some(tracks) = &mut self.tracks {
+            tracks.end_of_input();
+            events.extend(tracks.catalog_update().map(IngestEvent::Catalog));
         }
         Ok(events)
     }
@@ -385,11 +403,12 @@ impl CmafIngest {
         }
         let objects = tracks.objects(fragment, chunks)?;
         events.extend(objects.into_iter().map(IngestEvent::Object));
+        events.extend(tracks.catalog_update().map(IngestEvent::Catalog));
         Ok(())
     }
 
     fn emit_catalog(&mut self, events: &mut Vec<IngestEvent>) {
-        if let Some(tracks) = &self.tracks {
+        if let Some(tracks) = &mut self.tracks {
             events.push(IngestEvent::Catalog(tracks.catalog(&[])));
             self.catalog_sent = true;
         }

@@ -1,17 +1,47 @@
 //! Reads the input's `ftyp` + `moov`: which tracks we carry, under which names, and each
 //! track's own CMAF header (ftyp + a moov holding only that track), from which the
 //! catalog is built.
+//!
+//! Several video tracks in one input are renditions of one source (an ffmpeg ladder:
+//! one process, several `-map`s of the same picture): they are listed as alternates of
+//! one another, in one `altGroup` ([`VIDEO_ALT_GROUP`]), each labelled by its height
+//! (`720p`) when the heights differ. Audio tracks are left as they are.
 
 use mp4_atom::{Encode, FourCC, Ftyp, Moov, Mvex, StszSamples, Trak, Trex};
 
 use super::codec::{self, MediaKind};
 use super::IngestError;
 use crate::catalog::{
-    numbered_track_name, Catalog, CatalogTrack, AUDIO_TRACK, ROLE_AUDIO, ROLE_VIDEO, VIDEO_TRACK,
+    numbered_track_name, Catalog, CatalogTrack, AUDIO_TRACK, GROUPS_ALIGNED, ROLE_AUDIO,
+    ROLE_VIDEO, VIDEO_TRACK,
 };
 
 /// All our media tracks share one render group: they are meant to be played together.
 const RENDER_GROUP: u64 = 1;
+
+/// The alternate group of the video renditions when the input has more than one.
+pub const VIDEO_ALT_GROUP: u64 = 1;
+
+/// What the catalog says that is learnt from the media rather than the `moov`.
+#[derive(Debug, Clone)]
+pub(super) struct CatalogFacts {
+    /// Per track: frames per second measured from the first fragment.
+    pub framerates: Vec<Option<f64>>,
+    /// Per track: the measured bitrate of a track that declares none.
+    pub bitrates: Vec<Option<u64>>,
+    /// False once the video alternates were seen to start groups at different times.
+    pub groups_aligned: bool,
+}
+
+impl CatalogFacts {
+    pub fn new(tracks: usize) -> Self {
+        Self {
+            framerates: vec![None; tracks],
+            bitrates: vec![None; tracks],
+            groups_aligned: true,
+        }
+    }
+}
 
 /// One audio or video track of the input.
 #[derive(Debug, Clone)]
@@ -86,6 +116,9 @@ impl Movie {
         }
         if tracks.is_empty() {
             return Err(IngestError::NoMediaTracks);
+        }
+        if videos > 1 {
+            mark_alternates(&mut tracks);
         }
         Ok(Self { tracks, ignored })
     }
@@ -170,20 +203,48 @@ impl Movie {
         }
     }
 
-    /// The catalog, with the framerates measured from the first fragment (per track,
-    /// `None` when unknown).
-    pub fn catalog(&self, framerates: &[Option<f64>]) -> Catalog {
+    /// The catalog, with what was learnt from the media so far.
+    pub fn catalog(&self, facts: &CatalogFacts) -> Catalog {
         let tracks = self
             .tracks
             .iter()
             .enumerate()
             .map(|(i, track)| {
                 let mut entry = track.entry.clone();
-                entry.framerate = framerates.get(i).copied().flatten();
+                entry.framerate = facts.framerates.get(i).copied().flatten();
+                if entry.bitrate.is_none() {
+                    entry.bitrate = facts.bitrates.get(i).copied().flatten();
+                }
+                if entry.alt_group.is_some() && !facts.groups_aligned {
+                    // Still alternates of one another (MSF: the same content on the same
+                    // timeline), but group N no longer starts at the same time in each:
+                    // a player switches at a keyframe of the new rendition instead.
+                    entry.extra.insert(GROUPS_ALIGNED.into(), false.into());
+                }
                 entry
             })
             .collect();
         Catalog::new(tracks)
+    }
+}
+
+/// Puts every video track in [`VIDEO_ALT_GROUP`] and, when their heights differ, labels
+/// each by its height.
+fn mark_alternates(tracks: &mut [MovieTrack]) {
+    let heights: Vec<Option<u32>> = tracks
+        .iter()
+        .filter(|t| t.kind == MediaKind::Video)
+        .map(|t| t.entry.height)
+        .collect();
+    let distinct = heights
+        .iter()
+        .enumerate()
+        .all(|(i, h)| h.is_some() && !heights[..i].contains(h));
+    for track in tracks.iter_mut().filter(|t| t.kind == MediaKind::Video) {
+        track.entry.alt_group = Some(VIDEO_ALT_GROUP);
+        if distinct {
+            track.entry.label = track.entry.height.map(|h| format!("{h}p"));
+        }
     }
 }
 

@@ -1,13 +1,18 @@
 //! Turns the per-track chunks of one fragment into [`MediaObject`]s: output decode time
-//! (loop shift), keyframe and group start, and the payload, passed through byte for byte
-//! when the input `moof` is already a self-contained single-track chunk, else rewritten.
+//! (loop shift), keyframe, group start and group number, and the payload, passed through
+//! byte for byte when the input `moof` is already a self-contained single-track chunk,
+//! else rewritten. It also keeps what the catalog says beyond the `moov` (framerates and
+//! bitrates measured from the media, whether alternates' groups line up) and says when
+//! that changed.
 
 use bytes::{Bytes, BytesMut};
 use mp4_atom::Tfdt;
 
+use super::bitrate::BitrateMeters;
 use super::codec::MediaKind;
 use super::grouping::GroupPlanner;
-use super::movie::Movie;
+use super::movie::{CatalogFacts, Movie};
+use super::numbering::{GroupNumbering, MediaTime};
 use super::split::{self, Fragment, TrackChunk};
 use super::timeline::LoopTimeline;
 use super::{IngestError, MediaObject};
@@ -20,6 +25,14 @@ pub(super) struct Tracks {
     movie: Movie,
     timeline: LoopTimeline,
     groups: GroupPlanner,
+    numbering: GroupNumbering,
+    /// The number of each track's current group (valid once its first chunk is placed).
+    current_group: Vec<u64>,
+    meters: BitrateMeters,
+    /// What the catalog says that the moov does not.
+    facts: CatalogFacts,
+    /// `facts` changed since the catalog was last taken: it must be published again.
+    catalog_changed: bool,
 }
 
 impl Tracks {
@@ -27,6 +40,11 @@ impl Tracks {
         Self {
             timeline: LoopTimeline::new(movie.tracks.iter().map(|t| t.timescale)),
             groups: GroupPlanner::new(movie.tracks.iter().map(|t| t.kind)),
+            numbering: GroupNumbering::new(movie.tracks.iter().map(|t| t.kind == MediaKind::Video)),
+            current_group: vec![0; movie.tracks.len()],
+            meters: BitrateMeters::new(movie.tracks.iter().map(|t| (t.entry.bitrate, t.timescale))),
+            facts: CatalogFacts::new(movie.tracks.len()),
+            catalog_changed: false,
             movie,
         }
     }
@@ -39,12 +57,32 @@ impl Tracks {
         Ok(chunks)
     }
 
-    /// The catalog, with video framerates measured from `chunks` (the first fragment's).
-    pub fn catalog(&self, chunks: &[TrackChunk]) -> Catalog {
-        let framerates: Vec<Option<f64>> = (0..self.movie.tracks.len())
-            .map(|track| measured_framerate(&self.movie, chunks, track))
-            .collect();
-        self.movie.catalog(&framerates)
+    /// The first catalog, with video framerates measured from `chunks` (the first
+    /// fragment's).
+    pub fn catalog(&mut self, chunks: &[TrackChunk]) -> Catalog {
+        for track in 0..self.movie.tracks.len() {
+            if let Some(framerate) = measured_framerate(&self.movie, chunks, track) {
+                self.facts.framerates[track] = Some(framerate);
+            }
+        }
+        self.catalog_changed = false;
+        self.movie.catalog(&self.facts)
+    }
+
+    /// The catalog again, if what it says changed since it was last taken.
+    pub fn catalog_update(&mut self) -> Option<Catalog> {
+        if !std::mem::take(&mut self.catalog_changed) {
+            return None;
+        }
+        Some(self.movie.catalog(&self.facts))
+    }
+
+    /// The input ended: bitrates still being measured are taken from what there was.
+    pub fn end_of_input(&mut self) {
+        for (track, bitrate) in self.meters.finish() {
+            self.facts.bitrates[track] = Some(bitrate);
+            self.catalog_changed = true;
+        }
     }
 
     /// The same file starts again: later decode times and sequence numbers continue.
@@ -78,6 +116,27 @@ impl Tracks {
                 track.timescale,
                 keyframe,
             );
+            if starts_group {
+                let start = MediaTime {
+                    ticks: i64::try_from(decode_time)
+                        .unwrap_or(i64::MAX)
+                        .saturating_add(chunk.first_composition_offset),
+                    timescale: track.timescale,
+                };
+                // Half of the chunk's mean sample duration: two starts closer than that
+                // are the same frame time.
+                let tolerance = chunk.duration / u64::from(chunk.sample_count.max(1)) / 2;
+                self.current_group[chunk.track] =
+                    self.numbering.number(chunk.track, start, tolerance);
+            }
+            let sample_bytes: usize = chunk.runs.iter().map(|r| r.len()).sum();
+            if let Some(bitrate) = self
+                .meters
+                .add(chunk.track, sample_bytes as u64, chunk.duration)
+            {
+                self.facts.bitrates[chunk.track] = Some(bitrate);
+                self.catalog_changed = true;
+            }
             let verbatim = pass_through
                 && chunk.traf.tfhd.base_data_offset.is_none()
                 && chunk.decode_time.is_some();
@@ -89,6 +148,7 @@ impl Tracks {
             objects.push(MediaObject {
                 track: track.entry.name.clone(),
                 starts_group,
+                group: self.current_group[chunk.track],
                 keyframe,
                 payload,
                 decode_time,
@@ -96,6 +156,10 @@ impl Tracks {
                 duration: chunk.duration,
                 sample_count: chunk.sample_count,
             });
+        }
+        if self.facts.groups_aligned && !self.numbering.aligned() {
+            self.facts.groups_aligned = false;
+            self.catalog_changed = true;
         }
         Ok(objects)
     }

@@ -45,6 +45,9 @@ pub(super) struct TrackChunk {
     pub sample_count: u32,
     /// Flags of the first sample (resolved against tfhd and trex defaults).
     pub first_sample_flags: u32,
+    /// Composition offset of the first sample (its presentation time minus its decode
+    /// time; 0 when the run carries none).
+    pub first_composition_offset: i64,
 }
 
 /// Cuts `fragment` into one chunk per carried track with at least one sample, in `traf`
@@ -94,6 +97,7 @@ pub(super) fn split(fragment: &Fragment, movie: &Movie) -> Result<Vec<TrackChunk
         let mut duration = 0u64;
         let mut sample_count = 0u32;
         let mut first_sample_flags = None;
+        let mut first_composition_offset = None;
         for trun in &traf.trun {
             let start = match trun.data_offset {
                 Some(offset) => base
@@ -122,6 +126,7 @@ pub(super) fn split(fragment: &Fragment, movie: &Movie) -> Result<Vec<TrackChunk
             if first_sample_flags.is_none() {
                 if let Some(first) = trun.samples.get(0) {
                     first_sample_flags = Some(first.flags.unwrap_or(default_flags));
+                    first_composition_offset = first.cts;
                 }
             }
         }
@@ -142,6 +147,7 @@ pub(super) fn split(fragment: &Fragment, movie: &Movie) -> Result<Vec<TrackChunk
             duration,
             sample_count,
             first_sample_flags: first_sample_flags.unwrap_or(default_flags),
+            first_composition_offset: first_composition_offset.unwrap_or(0),
         });
     }
     Ok(chunks)

@@ -97,7 +97,10 @@ pub fn h264_aac(zerolatency: bool) -> Vec<&'static str> {
 
 /// Everything one ingest run produced.
 pub struct Ingested {
+    /// The latest catalog.
     pub catalog: Catalog,
+    /// Every catalog, in order: the first, then each update.
+    pub catalogs: Vec<Catalog>,
     pub objects: Vec<MediaObject>,
 }
 
@@ -107,21 +110,36 @@ impl Ingested {
     }
 }
 
-/// Collects events, checking the catalog comes once and before any object.
+/// Collects events, checking the catalog comes before any object and that an update
+/// lists the same tracks.
 pub fn collect(
     events: Vec<IngestEvent>,
-    catalog: &mut Option<Catalog>,
+    catalogs: &mut Vec<Catalog>,
     objects: &mut Vec<MediaObject>,
 ) {
     for event in events {
         match event {
             IngestEvent::Catalog(c) => {
-                assert!(catalog.is_none(), "catalog emitted twice");
-                assert!(objects.is_empty(), "catalog after objects");
-                *catalog = Some(c);
+                if let Some(first) = catalogs.first() {
+                    let names =
+                        |c: &Catalog| c.tracks.iter().map(|t| t.name.clone()).collect::<Vec<_>>();
+                    assert_eq!(
+                        names(first),
+                        names(&c),
+                        "a catalog update changed the tracks"
+                    );
+                    assert_ne!(
+                        catalogs.last(),
+                        Some(&c),
+                        "a catalog update that changes nothing"
+                    );
+                } else {
+                    assert!(objects.is_empty(), "catalog after objects");
+                }
+                catalogs.push(c);
             }
             IngestEvent::Object(o) => {
-                assert!(catalog.is_some(), "object before catalog");
+                assert!(!catalogs.is_empty(), "object before catalog");
                 objects.push(o);
             }
         }
@@ -132,7 +150,7 @@ pub fn collect(
 /// copies), then finishes.
 pub fn ingest(input: &[u8], chunk: usize, passes: usize) -> Ingested {
     let mut ingest = CmafIngest::new();
-    let mut catalog = None;
+    let mut catalogs = Vec::new();
     let mut objects = Vec::new();
     for pass in 0..passes {
         if pass > 0 {
@@ -140,12 +158,17 @@ pub fn ingest(input: &[u8], chunk: usize, passes: usize) -> Ingested {
         }
         for piece in input.chunks(chunk) {
             let events = ingest.push(piece).expect("push");
-            collect(events, &mut catalog, &mut objects);
+            collect(events, &mut catalogs, &mut objects);
         }
     }
-    collect(ingest.finish().expect("finish"), &mut catalog, &mut objects);
+    collect(
+        ingest.finish().expect("finish"),
+        &mut catalogs,
+        &mut objects,
+    );
     Ingested {
-        catalog: catalog.expect("a catalog"),
+        catalog: catalogs.last().cloned().expect("a catalog"),
+        catalogs,
         objects,
     }
 }
