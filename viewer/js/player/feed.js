@@ -1,0 +1,126 @@
+/**
+ * What goes into one SourceBuffer, and when: the objects of the rendition playing in a
+ * slot (one slot per alternate group: the video ladder, the audio), in order, and the
+ * hand-over to another rendition at a group boundary. Pure (no MSE, no clock), unit-tested
+ * in viewer/test/feed.test.mjs; the player turns its actions into appends.
+ *
+ * Objects of the playing rendition: groups before the one we are in and objects already
+ * taken are skipped (a relay serves a new subscription, or one after a reconnect, from
+ * the start of its newest group), and a video group is joined only at its first object
+ * (a keyframe).
+ *
+ * A switch (`begin(track)`): the new rendition is subscribed before the old one is left,
+ * so both arrive for a while. The new one's objects are held until the old one has
+ * finished the group before the new one's first whole group (its stream ended, or it sent
+ * an object of a later group); then the actions are: the new init segment, the held
+ * objects, and from then on the new rendition only (the old one's objects are dropped,
+ * and the player unsubscribes it). Group N of every rendition starts at the same media
+ * time, so the media is continuous across the boundary.
+ */
+
+export class SlotFeed {
+  /** `track`: the catalog track playing ({name, role, ...}). */
+  constructor(track) {
+    this.track = track;
+    this.group = -1; // the group we are in
+    this.next = 0; // the next object id we need in it
+    this.ended = -1; // the newest of our track's groups whose stream has ended
+    this.pending = null; // {track, held: [obj]} while a switch is under way
+  }
+
+  get switching() {
+    return this.pending !== null;
+  }
+
+  /** Starts a switch to `track`; returns the first group it can take over at. */
+  begin(track) {
+    if (track.name === this.track.name) {
+      this.pending = null;
+      return undefined;
+    }
+    this.pending = { track, held: [] };
+    return this.group + 1;
+  }
+
+  /** Gives up a switch under way (a session ended, the choice changed back). */
+  cancel() {
+    const was = this.pending?.track;
+    this.pending = null;
+    return was;
+  }
+
+  /**
+   * An object of track `name` arrived; returns the actions it causes:
+   * {append: payload}, {init: track} (the switch happens), in order.
+   */
+  push(name, obj) {
+    const out = [];
+    if (name === this.track.name) {
+      if (this.pending) {
+        const at = this.switchPoint();
+        // The old rendition reached a group the new one has from its start: switch there.
+        if (at !== undefined && obj.groupId >= at) return this.complete(at);
+      }
+      if (this.accept(obj)) out.push({ append: obj.payload });
+      return out;
+    }
+    if (!this.pending || name !== this.pending.track.name) return out; // a rendition we left
+    if (obj.groupId <= this.group) return out; // the old one covers that time
+    this.pending.held.push(obj);
+    const at = this.switchPoint();
+    if (at !== undefined && this.ended >= at - 1 && this.group >= at - 1) return this.complete(at);
+    return out;
+  }
+
+  /** The stream of group `groupId` of track `name` ended (cleanly or reset). */
+  groupEnded(name, groupId) {
+    if (name !== this.track.name || !(groupId >= this.ended)) return [];
+    this.ended = groupId;
+    if (!this.pending) return [];
+    const at = this.switchPoint();
+    if (at !== undefined && this.ended >= at - 1 && this.group >= at - 1) return this.complete(at);
+    return [];
+  }
+
+  /**
+   * Switches now if the new rendition holds a whole group after ours (the old one is
+   * too slow to finish its group in time: the rest of that group is given up).
+   */
+  force() {
+    if (!this.pending) return [];
+    const at = this.switchPoint();
+    return at === undefined ? [] : this.complete(at);
+  }
+
+  /** The first group after ours the new rendition has from its first object, if any. */
+  switchPoint() {
+    let at;
+    for (const o of this.pending.held) {
+      if (o.objectId === 0 && o.groupId > this.group && (at === undefined || o.groupId < at)) at = o.groupId;
+    }
+    return at;
+  }
+
+  complete(at) {
+    const { track, held } = this.pending;
+    this.pending = null;
+    this.track = track;
+    this.group = -1;
+    this.next = 0;
+    this.ended = -1;
+    const out = [{ init: track, at }];
+    held.sort((a, b) => a.groupId - b.groupId || a.objectId - b.objectId);
+    for (const o of held) if (o.groupId >= at && this.accept(o)) out.push({ append: o.payload });
+    return out;
+  }
+
+  /** The resume rules of the playing rendition; true when `obj` is to be appended. */
+  accept(obj) {
+    if (obj.groupId < this.group) return false;
+    if (obj.groupId === this.group && obj.objectId < this.next) return false;
+    if (obj.groupId > this.group && obj.objectId !== 0 && this.track.role === 'video') return false; // not a join point
+    this.group = obj.groupId;
+    this.next = obj.objectId + 1;
+    return true;
+  }
+}
