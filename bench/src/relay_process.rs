@@ -3,6 +3,7 @@
 //! independent relay (`moq-relay-ietf`, `moq-relay`: a port picked for them, waited for
 //! until bound). Its stderr goes to a log file; it is killed when dropped.
 
+use stagecast_proto::ready::ReadyLine;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -116,28 +117,23 @@ impl RelayProcess {
             .env("RUST_LOG", log_level)
             .env("NO_COLOR", "1");
         let (mut child, rx, log_lines) = spawn_logged(command, &log)?;
-        let (mut quic_port, mut http_port, mut fingerprint) = (None, None, None);
-        while quic_port.is_none() || http_port.is_none() || fingerprint.is_none() {
+        let ready = loop {
             let Ok(line) = rx.recv_timeout(START_TIMEOUT) else {
                 let _ = child.kill();
                 bail!("{} did not start; see {}", binary.display(), log.display());
             };
-            if let Some(rest) = line.split("moqt://localhost:").nth(1) {
-                quic_port = rest.trim().parse().ok();
-            } else if let Some(rest) = line.split("http://localhost:").nth(1) {
-                http_port = rest.trim().parse().ok();
-            } else if let Some(rest) = line.split("certificate SHA-256 ").nth(1) {
-                fingerprint = Some(rest.trim().to_string());
+            if let Some(ready) = ReadyLine::parse(&line) {
+                break ready;
             }
-        }
+        };
         // The rest of the lines are only wanted in the log file.
         std::thread::spawn(move || while rx.recv().is_ok() {});
-        let quic_port = quic_port.unwrap_or_default();
+        let quic_port = ready.quic_port;
         Ok(Self {
             child,
             quic_port,
-            http_port,
-            fingerprint: fingerprint.unwrap_or_default(),
+            http_port: Some(ready.http_port),
+            fingerprint: ready.fingerprint,
             url: url::Url::parse(&format!("moqt://localhost:{quic_port}"))?,
             log,
             log_lines,

@@ -24,6 +24,7 @@ pub mod key_file;
 pub mod logging;
 pub mod migration;
 pub mod path;
+pub mod ready;
 pub mod sync;
 pub mod token;
 pub mod trust;

@@ -61,7 +61,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .node
         .listen(args.bind, args.http_bind, &args.data_dir)
         .await?;
-    listeners.print_banner("Stagecast relay ready")?;
+    listeners.print_banner("Stagecast relay ready", &[])?;
     if !args.upstream.is_empty() {
         let trust = if args.upstream_fingerprint.is_empty() {
             stagecast_proto::trust::trust_for_urls(&args.upstream).await?

@@ -105,7 +105,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .node
         .listen(args.bind, args.http_bind, &args.data_dir)
         .await?;
-    listeners.print_banner("Stagecast origin ready")?;
+    let mut extra = Vec::new();
     if !args.node.auth.no_auth {
         let key = args
             .node
@@ -113,10 +113,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .auth_key_file
             .clone()
             .unwrap_or(generated_key);
-        eprintln!("  token key:          {}", key.display());
+        extra.push(format!("token key:          {}", key.display()));
     }
     if !args.no_demo {
-        eprintln!("  demo channel:       {}", demo::DEMO_BROADCAST);
+        extra.push(format!("demo channel:       {}", demo::DEMO_BROADCAST));
+    }
+    listeners.print_banner("Stagecast origin ready", &extra)?;
+    if !args.no_demo {
         let relay = relay.clone();
         tokio::spawn(async move {
             if let Err(err) = demo::run_demo(relay).await {

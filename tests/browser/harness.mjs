@@ -115,16 +115,17 @@ export class Node {
         log.write(chunk);
         buffered += chunk.toString();
         let nl;
-        // Only the start-up block counts: later lines name other nodes' URLs (a relay logs
-        // `upstream link up url=moqt://localhost:<upstream's port>`), and the same chunk
-        // may carry them.
+        // The node's one structured ready line (proto/src/ready.rs); the banner around it
+        // is for people, and later lines name other nodes' ports.
         while (!started && (nl = buffered.indexOf('\n')) >= 0) {
           const line = buffered.slice(0, nl);
           buffered = buffered.slice(nl + 1);
-          let m;
-          if ((m = /MoQ \(QUIC\): +moqt:\/\/localhost:(\d+)/.exec(line))) found.quic = Number(m[1]);
-          else if ((m = /HTTP: +http:\/\/localhost:(\d+)/.exec(line))) found.http = Number(m[1]);
-          else if ((m = /certificate SHA-256 ([0-9a-f]+)/.exec(line))) found.fingerprint = m[1];
+          if (line.startsWith('stagecast-ready ')) {
+            const ready = JSON.parse(line.slice('stagecast-ready '.length));
+            found.quic = ready.quic_port;
+            found.http = ready.http_port;
+            found.fingerprint = ready.fingerprint;
+          }
           if (found.quic && found.http && found.fingerprint) {
             started = true;
             clearTimeout(timer);

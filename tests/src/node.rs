@@ -1,6 +1,7 @@
 //! Server and relay processes for tests: started on ports they pick (`:0`), found from
 //! what they print, logged to the test's output directory, killed when dropped.
 
+use stagecast_proto::ready::ReadyLine;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -139,19 +140,14 @@ impl Node {
                 let _ = tx.send(line);
             }
         });
-        let (mut quic_port, mut http_port, mut fingerprint) = (None, None, None);
-        while quic_port.is_none() || http_port.is_none() || fingerprint.is_none() {
+        let ready = loop {
             let line = rx
                 .recv_timeout(Duration::from_secs(60))
                 .unwrap_or_else(|_| panic!("{binary} did not start; see {}", log.display()));
-            if let Some(rest) = line.split("moqt://localhost:").nth(1) {
-                quic_port = rest.trim().parse().ok();
-            } else if let Some(rest) = line.split("http://localhost:").nth(1) {
-                http_port = rest.trim().parse().ok();
-            } else if let Some(rest) = line.split("certificate SHA-256 ").nth(1) {
-                fingerprint = Some(rest.trim().to_string());
+            if let Some(ready) = ReadyLine::parse(&line) {
+                break ready;
             }
-        }
+        };
         // Keep draining into the log; the channel's further lines are not needed.
         std::thread::spawn(move || while rx.recv().is_ok() {});
         Node {
@@ -161,9 +157,9 @@ impl Node {
             args: args.to_vec(),
             dir: dir.to_path_buf(),
             key_file: PathBuf::new(),
-            quic_port: quic_port.unwrap_or_default(),
-            http_port: http_port.unwrap_or_default(),
-            fingerprint: fingerprint.unwrap_or_default(),
+            quic_port: ready.quic_port,
+            http_port: ready.http_port,
+            fingerprint: ready.fingerprint,
             log,
         }
     }

@@ -221,8 +221,10 @@ impl NodeArgs {
 }
 
 impl NodeListeners {
-    /// Prints where the node listens (stderr; scripts and tests read these lines).
-    pub fn print_banner(&self, title: &str) -> anyhow::Result<()> {
+    /// Prints where the node listens on stderr: a banner for people (ending with the
+    /// binary's own `extra` lines), then the
+    /// [`ReadyLine`](stagecast_proto::ready::ReadyLine) that scripts and tests read.
+    pub fn print_banner(&self, title: &str, extra: &[String]) -> anyhow::Result<()> {
         let quic = self.endpoint.local_addr()?.port();
         let http = self.http.local_addr()?.port();
         tracing::info!(quic, http, fingerprint = %self.identity.fingerprint, "{title}");
@@ -234,6 +236,16 @@ impl NodeListeners {
             eprintln!("  HTTPS (same port):  https://localhost:{http}");
         }
         eprintln!("  certificate SHA-256 {}", self.identity.fingerprint);
+        for line in extra {
+            eprintln!("  {line}");
+        }
+        let ready = stagecast_proto::ready::ReadyLine {
+            quic_port: quic,
+            http_port: http,
+            fingerprint: self.identity.fingerprint.clone(),
+            https: self.https.is_some(),
+        };
+        eprintln!("{}", ready.to_line());
         Ok(())
     }
 
