@@ -9,9 +9,10 @@ use bytes::{BufMut, BytesMut};
 use libfuzzer_sys::fuzz_target;
 use stagecast_fuzz::{block_on, chunks};
 use stagecast_proto::interaction::frame::{
-    encode_frame, put_varint, read_header, take_frame, FrameError, FrameReader,
+    encode_frame, read_header, take_frame, FrameError, FrameReader,
 };
 use stagecast_proto::interaction::{Answer, Hello, Request, MAX_FRAME_BYTES};
+use stagecast_proto::varint::put_varint;
 
 fuzz_target!(|data: &[u8]| {
     let (sizes, stream) = data.split_at(data.len().min(3));

@@ -9,7 +9,7 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use crate::interaction::frame::{get_varint, put_varint};
+use crate::varint::{get_varint, put_varint};
 
 /// GOAWAY's message type.
 pub const GOAWAY_TYPE: u64 = 0x10;

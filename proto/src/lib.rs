@@ -28,6 +28,7 @@ pub mod ready;
 pub mod sync;
 pub mod token;
 pub mod trust;
+pub mod varint;
 
 pub use moq_transport;
 pub use web_transport_quinn;

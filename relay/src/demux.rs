@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use stagecast_proto::interaction::frame::get_varint;
 use stagecast_proto::interaction::STREAM_HEADER;
+use stagecast_proto::varint::get_varint;
 
 use crate::delivery::{StreamOrder, TimedSend};
 use crate::goaway::{ControlSlot, GoAwayNotice, RequestIds};

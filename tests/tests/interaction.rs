@@ -592,8 +592,9 @@ fn every_rejection_has_its_typed_reason() {
 
 #[test]
 fn malformed_streams_get_a_clear_error_and_the_session_lives_on() {
-    use stagecast_proto::interaction::frame::{encode_frame, put_varint};
+    use stagecast_proto::interaction::frame::encode_frame;
     use stagecast_proto::interaction::{FrameReader, Hello, MAX_FRAME_BYTES, STREAM_HEADER};
+    use stagecast_proto::varint::put_varint;
     use tokio::io::AsyncWriteExt;
 
     let dir = output_dir("interaction_malformed");
