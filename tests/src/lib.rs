@@ -5,6 +5,8 @@
 //! The binaries must be built first (`cargo build --bins`); `scripts/test.sh` does that.
 //! Every test writes its logs and media under `tests/output/<test name>/`.
 
+pub mod clips;
+pub mod groups;
 pub mod impair;
 pub mod media;
 pub mod netns;

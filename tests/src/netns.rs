@@ -229,6 +229,11 @@ impl NetNs {
         &self.name
     }
 
+    /// The name of this machine's end of the pair (where `down` is shaped).
+    pub fn host_interface(&self) -> &str {
+        &self.host_if
+    }
+
     /// This machine's end of the pair: what processes inside reach this machine at
     /// (a server bound to `[::]` answers there, through the rate limits).
     pub fn host_addr(&self) -> Ipv6Addr {
