@@ -422,3 +422,58 @@ fn namespaces_are_unique_and_removed_even_when_a_test_panics() {
     );
     drop(a);
 }
+
+/// `stagecast-netrig`, the rig for tests that are not Rust (node): it prints where the
+/// link is, changes its rate on command, answers a bad command with an error, and removes
+/// everything when its stdin ends.
+#[test]
+fn the_netrig_process_builds_changes_and_removes_a_link() {
+    use std::io::{BufRead, BufReader, Write};
+    let mut rig = Command::new(bin("stagecast-netrig"))
+        .args(["--down", "2mbit", "--target", "[::1]:9", "--rtt", "40ms"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start stagecast-netrig");
+    let mut stdin = rig.stdin.take().expect("stdin");
+    let mut lines = BufReader::new(rig.stdout.take().expect("stdout")).lines();
+    let mut next = || lines.next().expect("a line").expect("stdout");
+    let ready: serde_json::Value = serde_json::from_str(&next()).expect("a JSON ready line");
+    let name = ready["namespace"].as_str().expect("namespace").to_string();
+    let host = ready["hostAddr"].as_str().expect("hostAddr");
+    assert!(host.starts_with("fd42:"), "{ready}");
+    assert!(
+        ready["relay"]
+            .as_str()
+            .is_some_and(|r| r.starts_with(&format!("[{host}]:"))),
+        "{ready}"
+    );
+    let wrapper = std::fs::read_to_string(ready["chromium"].as_str().expect("chromium"))
+        .expect("the Chromium wrapper");
+    assert!(wrapper.contains(&format!("ip netns exec {name} /usr/bin/chromium")));
+
+    let dev = ready["hostInterface"].as_str().expect("hostInterface");
+    let qdisc = || {
+        let out = Command::new("tc")
+            .args(["qdisc", "show", "dev", dev])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    assert!(qdisc().contains("rate 2Mbit"), "{}", qdisc());
+    writeln!(stdin, "rate down 6mbit").unwrap();
+    assert_eq!(next(), "ok");
+    assert!(qdisc().contains("rate 6Mbit"), "{}", qdisc());
+    writeln!(stdin, "impair 100ms 0.02").unwrap();
+    assert_eq!(next(), "ok");
+    writeln!(stdin, "rate down fast").unwrap();
+    assert!(next().starts_with("error: "));
+    drop(stdin);
+    assert!(wait_exit(&mut rig, "stagecast-netrig", Duration::from_secs(10)).success());
+    let list = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&list.stdout).contains(&name),
+        "{name} is still there"
+    );
+}
