@@ -3,8 +3,11 @@
 //! track per media track whose groups start where the ingest says (a GOP per group for
 //! video), one object per CMAF chunk.
 //!
-//! Group ids start at the wall-clock time in milliseconds and increase by one (MSF
-//! "Group numbering"), so a publisher that restarts continues above its previous groups.
+//! Group ids start at the wall-clock time in milliseconds (MSF "Group numbering"), so a
+//! publisher that restarts continues above its previous groups. A media group's id is that
+//! base plus the ingest's group number ([`MediaObject::group`]), which alternates share:
+//! group N of every rendition of a ladder starts at the same media time, so a viewer can
+//! switch renditions at any group boundary. The catalog track counts its own groups.
 
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -29,6 +32,12 @@ pub enum BroadcastError {
     UnknownTrack(String),
     #[error("the first object of track {0:?} does not start a group")]
     NoGroupStart(String),
+    #[error("track {track:?}: group number {group} does not follow group {previous}")]
+    GroupOrder {
+        track: String,
+        group: u64,
+        previous: u64,
+    },
     #[error("cache refused the object: {0}")]
     Cache(#[from] stagecast_relay::cache::CacheError),
 }
@@ -36,6 +45,7 @@ pub enum BroadcastError {
 struct TrackState {
     cache: TrackCache,
     priority: u8,
+    /// The id the next group gets unless the caller names one; always above the last.
     next_group_id: u64,
     open: Option<OpenGroup>,
 }
@@ -55,16 +65,18 @@ impl TrackState {
         }
     }
 
-    fn start_group(&mut self) -> Result<(), BroadcastError> {
+    /// Ends the open group and begins group `group_id`, which must be above every id
+    /// this track used (MSF: group ids increase).
+    fn start_group(&mut self, group_id: u64) -> Result<(), BroadcastError> {
         if let Some(open) = self.open.take() {
             self.cache.end_group(open.seq);
         }
         let seq = self.cache.begin_group(GroupInfo {
-            group_id: self.next_group_id,
+            group_id,
             subgroup_id: 0,
             priority: self.priority,
         })?;
-        self.next_group_id += 1;
+        self.next_group_id = group_id.saturating_add(1);
         self.open = Some(OpenGroup {
             seq,
             next_object_id: 0,
@@ -190,7 +202,8 @@ impl CmafBroadcast {
             let cache = self.broadcast.create_track(CATALOG_TRACK, self.limits);
             TrackState::new(cache, CATALOG_PRIORITY, self.first_group_id)
         });
-        catalog_track.start_group()?;
+        let catalog_group = catalog_track.next_group_id;
+        catalog_track.start_group(catalog_group)?;
         catalog_track.push(json.clone())?;
         // Ended at once: the catalog group is whole, and stays cached as the newest.
         if let Some(open) = catalog_track.open.take() {
@@ -206,7 +219,17 @@ impl CmafBroadcast {
             .get_mut(&object.track)
             .ok_or_else(|| BroadcastError::UnknownTrack(object.track.clone()))?;
         if object.starts_group {
-            track.start_group()?;
+            let group_id = self.first_group_id.saturating_add(object.group);
+            if group_id < track.next_group_id {
+                // The ingest numbers each track's groups increasingly; a repeat would
+                // make the cache refuse the group or mix two GOPs under one id.
+                return Err(BroadcastError::GroupOrder {
+                    track: object.track,
+                    group: object.group,
+                    previous: (track.next_group_id - 1).saturating_sub(self.first_group_id),
+                });
+            }
+            track.start_group(group_id)?;
             self.stats.groups += 1;
         } else if track.open.is_none() {
             return Err(BroadcastError::NoGroupStart(object.track));

@@ -2,7 +2,9 @@
 //! MP4 (init segment, then fragments) to stdout or a file.
 //!
 //! The catalog comes first (MSF): it names the media tracks and carries their init
-//! segments. At a relay that does not cache, a late subscriber may get nothing of the
+//! segments. Of alternate renditions (tracks sharing an `altGroup`, a ladder) only one is
+//! taken, `--rendition NAME|lowest|highest` (default highest); every other media track,
+//! audio included, is taken as it is. At a relay that does not cache, a late subscriber may get nothing of the
 //! catalog's group on its subscription; it then takes object 0 by a Joining FETCH. Each
 //! media track is then read group by group, starting at the newest group the relay holds
 //! (for video a keyframe), and its fragments are written as they arrive.
@@ -20,7 +22,8 @@ use moq_transport::coding::TrackNamespace;
 use moq_transport::message::RequestErrorCode;
 use moq_transport::serve::{ServeError, Track, TrackReader};
 use moq_transport::session::{Subscribe, Subscriber};
-use stagecast_media::catalog::{Catalog, CATALOG_TRACK};
+use stagecast_media::catalog::rendition::describe;
+use stagecast_media::catalog::{choose_tracks, Catalog, RenditionChoice, CATALOG_TRACK};
 use stagecast_media::egress::FragmentedMp4Writer;
 use stagecast_media::moq_pub::{self, MoqPubCatalog};
 use stagecast_proto::goaway::GoAway;
@@ -50,6 +53,10 @@ pub struct SubscribeArgs {
     /// Stop after this many seconds of receiving media.
     #[arg(long)]
     pub duration: Option<f64>,
+    /// Which rendition of a ladder to receive: a track name or label (video1, 480p), or
+    /// lowest, or highest. One per alternate group; audio is always received.
+    #[arg(long, default_value = "highest", value_name = "NAME|lowest|highest")]
+    pub rendition: RenditionChoice,
     #[command(flatten)]
     pub connect: ConnectArgs,
 }
@@ -341,18 +348,36 @@ async fn open_broadcast(
     .map_err(|_| anyhow!("{broadcast} sent no catalog within {CATALOG_TIMEOUT:?}"))??;
     let catalog =
         Catalog::from_json(&catalog_json).context("the broadcast's catalog is not valid MSF")?;
-    let writer =
-        FragmentedMp4Writer::new(&catalog).context("cannot build an MP4 from the catalog")?;
     tracing::info!(tracks = catalog.tracks.len(), "catalog received");
+    // Media only (the catalog may also list event timelines, the origin's interaction),
+    // and one rendition per alternate group.
+    let tracks = choose_tracks(&catalog, &args.rendition)?;
+    let with_init: Vec<&str> = tracks
+        .iter()
+        .map(String::as_str)
+        .filter(|name| catalog.track(name).is_some_and(|t| t.init_data.is_some()))
+        .collect();
+    let writer = FragmentedMp4Writer::for_tracks(&catalog, &with_init)
+        .context("cannot build an MP4 from the catalog")?;
+    let alternates = catalog
+        .tracks
+        .iter()
+        .filter(|t| t.alt_group.is_some())
+        .count();
+    if alternates > 0 {
+        for name in &tracks {
+            if let Some(track) = catalog.track(name).filter(|t| t.alt_group.is_some()) {
+                tracing::info!(
+                    "receiving rendition {}, one of {alternates} alternates (--rendition {})",
+                    describe(track),
+                    args.rendition
+                );
+            }
+        }
+    }
     Ok(Layout {
         writer,
-        // Media only: the catalog may also list event timelines (the origin's interaction).
-        tracks: catalog
-            .tracks
-            .iter()
-            .filter(|t| t.is_cmaf())
-            .map(|t| t.name.clone())
-            .collect(),
+        tracks,
         subscriptions: vec![catalog_sub],
     })
 }

@@ -261,23 +261,29 @@ impl LiveSource {
     pub fn start(
         clip: &Path,
         layout: Layout,
+        sink: impl Write + Send + 'static,
+        captured: PathBuf,
+    ) -> LiveSource {
+        Self::start_with(clip, layout, &[], sink, captured)
+    }
+
+    /// [`LiveSource::start`] with more ffmpeg output options, e.g. `-max_interleave_delta 0`
+    /// for a ladder with a rendition that stops early: by default ffmpeg holds the other
+    /// streams' packets back for up to 10 s waiting for the ended one, so the rest of the
+    /// clip would arrive in one burst at its end instead of live.
+    pub fn start_with(
+        clip: &Path,
+        layout: Layout,
+        output_args: &[&str],
         mut sink: impl Write + Send + 'static,
         captured: PathBuf,
     ) -> LiveSource {
         let mut ffmpeg = ffmpeg()
             .args(["-re", "-i"])
             .arg(clip)
-            .args([
-                "-map",
-                "0",
-                "-c",
-                "copy",
-                "-f",
-                "mp4",
-                "-movflags",
-                layout.movflags(),
-                "-",
-            ])
+            .args(["-map", "0", "-c", "copy"])
+            .args(output_args)
+            .args(["-f", "mp4", "-movflags", layout.movflags(), "-"])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -456,4 +462,165 @@ pub fn publish_live(
         || crate::origin_lists(origin, broadcast),
     );
     (child, source)
+}
+
+/// One rung of a test ladder: picture size, video bitrate, GOP length in frames, and the
+/// seconds after which the rendition stops (None: it lasts the whole clip).
+#[derive(Clone, Copy, Debug)]
+pub struct Rung {
+    pub width: u32,
+    pub height: u32,
+    pub kbps: u32,
+    pub gop: u32,
+    pub ends_after: Option<u32>,
+}
+
+impl Rung {
+    /// A rung with 1 s GOPs (30 frames) that lasts the whole clip.
+    pub const fn new(width: u32, height: u32, kbps: u32) -> Rung {
+        Rung {
+            width,
+            height,
+            kbps,
+            gop: 30,
+            ends_after: None,
+        }
+    }
+}
+
+/// Makes a ladder the way a creator's single ffmpeg process does (README "A ladder"):
+/// one test pattern at 30 fps split into one H.264 stream per rung (in rung order: stream
+/// i is rung i), each at its `-b:v`, with keyframes every `gop` frames and no scene-cut
+/// keyframes (so equal GOPs are aligned), plus a tone; `seconds` long, in `layout`.
+pub fn make_ladder(
+    dir: &Path,
+    name: &str,
+    seconds: u32,
+    rungs: &[Rung],
+    layout: Layout,
+) -> PathBuf {
+    let path = dir.join(name);
+    let mut graph = format!("[0:v]split={}", rungs.len());
+    for i in 0..rungs.len() {
+        graph.push_str(&format!("[s{i}]"));
+    }
+    for (i, rung) in rungs.iter().enumerate() {
+        graph.push_str(&format!(";[s{i}]scale={}:{}", rung.width, rung.height));
+        if let Some(end) = rung.ends_after {
+            graph.push_str(&format!(",trim=duration={end}"));
+        }
+        graph.push_str(&format!("[v{i}]"));
+    }
+    let mut cmd = ffmpeg();
+    cmd.args([
+        "-f",
+        "lavfi",
+        "-i",
+        &format!("testsrc2=size=640x360:rate=30:duration={seconds}"),
+    ]);
+    cmd.args([
+        "-f",
+        "lavfi",
+        "-i",
+        &format!("sine=frequency=440:duration={seconds}"),
+    ]);
+    cmd.args(["-filter_complex", &graph]);
+    for i in 0..rungs.len() {
+        cmd.args(["-map", &format!("[v{i}]")]);
+    }
+    cmd.args(["-map", "1:a", "-c:v", "libx264", "-preset", "veryfast"]);
+    cmd.args([
+        "-tune",
+        "zerolatency",
+        "-pix_fmt",
+        "yuv420p",
+        "-sc_threshold",
+        "0",
+    ]);
+    for (i, rung) in rungs.iter().enumerate() {
+        let gop = rung.gop.to_string();
+        let rate = format!("{}k", rung.kbps);
+        cmd.args([
+            &format!("-g:v:{i}"),
+            &gop,
+            &format!("-keyint_min:v:{i}"),
+            &gop,
+        ]);
+        cmd.args([
+            &format!("-b:v:{i}"),
+            &rate,
+            &format!("-maxrate:v:{i}"),
+            &rate,
+        ]);
+        cmd.args([&format!("-bufsize:v:{i}"), &rate]);
+    }
+    cmd.args([
+        "-c:a",
+        "aac",
+        "-b:a",
+        "64k",
+        "-f",
+        "mp4",
+        "-movflags",
+        layout.movflags(),
+    ]);
+    cmd.arg(&path);
+    check(
+        cmd.output().expect("ffmpeg is installed"),
+        "making a ladder",
+    );
+    path
+}
+
+/// Packet hashes of every stream of a media file, in stream order, with its media type:
+/// `[("video", ...), ("video", ...), ("audio", ...)]` for a ladder.
+pub fn stream_hashes(path: &Path) -> Vec<(String, Vec<String>)> {
+    let output = check(
+        ffmpeg()
+            .arg("-i")
+            .arg(path)
+            .args(["-map", "0", "-c", "copy", "-f", "framemd5", "-"])
+            .output()
+            .expect("ffmpeg is installed"),
+        "framemd5",
+    );
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut streams: Vec<(String, Vec<String>)> = Vec::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("#media_type ") {
+            if let Some((_, kind)) = rest.split_once(':') {
+                streams.push((kind.trim().to_string(), Vec::new()));
+            }
+            continue;
+        }
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        let index = fields.first().and_then(|i| i.parse::<usize>().ok());
+        if let (Some(index), Some(hash)) = (index, fields.last()) {
+            if let Some((_, hashes)) = streams.get_mut(index) {
+                hashes.push(hash.to_string());
+            }
+        }
+    }
+    streams
+}
+
+/// The `bit_rate` ffprobe reads for each video stream of a file (from its `btrt` in a
+/// fragmented MP4), in stream order.
+pub fn video_bitrates(path: &Path) -> Vec<u64> {
+    let output = check(
+        Command::new("ffprobe")
+            .args(["-v", "error", "-select_streams", "v"])
+            .args(["-show_entries", "stream=bit_rate", "-of", "csv=p=0"])
+            .arg(path)
+            .output()
+            .expect("ffprobe is installed"),
+        "ffprobe",
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| line.trim().parse().unwrap_or(0))
+        .collect()
 }

@@ -18,9 +18,11 @@
 //!   catalog re-serialises without losing them.
 
 mod error;
+pub mod rendition;
 mod track;
 
 pub use error::CatalogError;
+pub use rendition::{choose_tracks, RenditionChoice, UnknownRendition};
 pub use track::{CatalogTrack, PACKAGING_CMAF, PACKAGING_EVENT_TIMELINE, ROLE_AUDIO, ROLE_VIDEO};
 
 use serde::{Deserialize, Serialize};
