@@ -33,6 +33,9 @@ test('a nearly empty buffer steps down unless the estimate clearly carries the r
   assert.deepEqual(decide({ ...low, estimate: 2.7e6 }), { index: 1, reason: 'buffer low' });
   assert.equal(decide({ ...low, estimate: 4e6 }).index, 2, 'a wide link: the buffer is low for another reason');
   assert.equal(decide({ ...low, current: 0, estimate: 300e3 }).index, 0, 'nothing below the lowest');
+  // The median still says 4 Mbit/s but the newest sample 1 Mbit/s: it counts, and picks the rung.
+  assert.deepEqual(decide({ ...low, estimate: 4e6, recent: 1e6 }), { index: 0, reason: 'buffer low' });
+  assert.equal(decide({ ...base, current: 2, estimate: 4e6, recent: 1e6 }).index, 2, 'with a full buffer one sample is not enough');
 });
 
 test('up: one step, only with a margin over the next rung, a full buffer and after the holds', () => {

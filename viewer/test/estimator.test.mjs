@@ -8,7 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { BandwidthEstimator, MAX_ESTIMATE } from '../js/player/estimator.js';
+import { BandwidthEstimator, MAX_ESTIMATE, SETTLE_MS } from '../js/player/estimator.js';
 
 const FRAME_MS = 1000 / 30;
 
@@ -54,10 +54,24 @@ test('the estimate follows a link that opens and one that narrows', () => {
   t = feed(est, { seconds: 8, linkBps: 6e6, startMs: t + 10, startMedia: 6000 + 10 });
   const open = est.estimate(t);
   assert.ok(open > 4e6 && open < 7e6, `estimate ${open} after the link opened to 6 Mbit/s`);
-  // Narrowed: two keyframes later the estimate is down (the last two samples rule).
-  t = feed(est, { seconds: 2.1, linkBps: 1e6, startMs: t + 10, startMedia: 14000 + 20 });
-  const narrow = est.estimate(t);
-  assert.ok(narrow < 1.5e6, `estimate ${narrow} two keyframes after the link narrowed to 1 Mbit/s`);
+  // Narrowed: the newest sample says so within a second (a busy period is cut at 1 s of
+  // busy time), the median a little later.
+  let t1 = feed(est, { seconds: 1.1, linkBps: 1e6, startMs: t + 10, startMedia: 14000 + 20 });
+  assert.ok(est.recent(t1) < 1.5e6, `recent ${est.recent(t1)} a second into 1 Mbit/s`);
+  assert.ok(est.estimate(t1) > 4e6, 'one sample does not move the median');
+  t1 = feed(est, { seconds: 2.1, linkBps: 1e6, startMs: t1 + 10, startMedia: 15100 + 30 });
+  const narrow = est.estimate(t1);
+  assert.ok(narrow < 1.5e6, `estimate ${narrow} three keyframes after the link narrowed to 1 Mbit/s`);
+});
+
+test('one odd sample either way does not move the estimate; the newest is `recent` for 3 s', () => {
+  const est = new BandwidthEstimator();
+  for (const [at, bps] of [[0, 5e6], [100, 5e6], [200, 0.5e6], [300, 5e6], [400, 90e6]]) {
+    est.probe(at - 100, at, (bps * 0.1) / 8); // 100 ms each
+  }
+  assert.ok(Math.abs(est.estimate(400 + SETTLE_MS) - 5e6) < 1, `median ${est.estimate(400 + SETTLE_MS)}`);
+  assert.ok(Math.abs(est.recent(400 + SETTLE_MS) - 90e6) < 1);
+  assert.equal(est.recent(3401), undefined, 'too old to be the link now');
 });
 
 test('a backlog (objects faster than real time) is a sample, as is a probe', () => {
@@ -67,7 +81,8 @@ test('a backlog (objects faster than real time) is a sample, as is a probe', () 
   for (let i = 0; i < 20; i++) est.object(1000 + i * 2, 5000, { track: 'video', mediaMs: i * FRAME_MS });
   // Then live: no longer faster than real time; the backlog period ends.
   est.object(1000 + 19 * 2 + 40, 5000, { track: 'video', mediaMs: 20 * FRAME_MS });
-  const e = est.estimate(1100);
+  assert.equal(est.estimate(1100), undefined, 'not before it has settled');
+  const e = est.estimate(1100 + SETTLE_MS);
   assert.ok(e > 15e6 && e < 25e6, `backlog estimate ${e}`);
 
   const probed = new BandwidthEstimator();
@@ -75,6 +90,7 @@ test('a backlog (objects faster than real time) is a sample, as is a probe', () 
   probed.object(1050, 25000, { track: 'audio' });
   const bps = probed.probe(1000, 1200, 100000);
   assert.ok(Math.abs(bps - 5e6) < 1, `probe sample ${bps}: (100 kB + 25 kB) over 200 ms`);
+  assert.ok(Math.abs(probed.estimate(1200 + SETTLE_MS) - 5e6) < 1);
   assert.equal(probed.lastSample.kind, 'probe');
 });
 
@@ -89,7 +105,7 @@ test('tiny transfers are no sample, and loopback speeds are capped', () => {
 test('samples age out: an old measurement is not an estimate', () => {
   const est = new BandwidthEstimator();
   est.probe(0, 100, 100000);
-  assert.ok(est.estimate(200) > 0);
+  assert.ok(est.estimate(100 + SETTLE_MS) > 0);
   assert.equal(est.estimate(60000), undefined);
 });
 
@@ -100,4 +116,26 @@ test('the estimate is never below what the link delivered', () => {
   for (let t = 0; t <= 3000; t += 100) est.object(t, 12500, { track: 'x' });
   const e = est.estimate(3000);
   assert.ok(e >= 0.95e6, `estimate ${e} under the delivered rate`);
+});
+
+test('a blocked main thread makes no sample: late dates and bunched arrivals are the page, not the link', () => {
+  /** One second on a fast link, then a keyframe and two frames dated 80 ms late, bunched. */
+  const run = (est, report) => {
+    const t = feed(est, { seconds: 1, linkBps: 100e6, keyBytes: 20000 }); // frames 0..29, 20 ms transit
+    const made = (i) => i * FRAME_MS;
+    const dated = made(30) + 20 + 80; // the block ended then: frames 30..32 are dated together
+    est.object(dated, 60000, { track: 'video', mediaMs: made(30) });
+    est.object(dated + 0.1, 4000, { track: 'video', mediaMs: made(31) });
+    est.object(dated + 0.2, 4000, { track: 'video', mediaMs: made(32) });
+    for (let i = 33; i < 40; i++) est.object(made(i) + 20, 4000, { track: 'video', mediaMs: made(i) }); // on time again
+    if (report) est.blocked(made(30) + 15, dated - 1); // reported once it was over
+    return t + 10 * FRAME_MS + 2 * SETTLE_MS;
+  };
+  const est = new BandwidthEstimator();
+  assert.equal(est.estimate(run(est, true)), undefined, 'no sample');
+  assert.equal(est.discarded, 1);
+  // Without the report, the same timings are read as a 6 Mbit/s link.
+  const naive = new BandwidthEstimator();
+  const e = naive.estimate(run(naive, false));
+  assert.ok(e < 10e6, `the false reading this guards against: ${e}`);
 });

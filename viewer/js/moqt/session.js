@@ -257,6 +257,8 @@ export class MoqtSession {
     if (!header) return;
     const fetch = this.byRequest.get(header.requestId);
     if (!fetch || fetch.ended) return sr.cancel();
+    // When the response began to arrive: a probe's throughput is measured from here.
+    fetch.firstByteAt ??= performance.now();
     let prev;
     try {
       for (;;) {
@@ -309,6 +311,24 @@ export class MoqtSession {
     const fetch = new Subscription(this, requestId, sub.namespace, sub.track, { onObject });
     this.byRequest.set(requestId, fetch);
     await fetch.open(encodeFetch({ requestId, fetchType: FetchType.RELATIVE_JOINING, joiningRequestId: sub.requestId, joiningStart: groups }));
+    const answer = await fetch.answer();
+    if (answer.type !== MessageType.FETCH_OK) throw new ProtocolViolation(`${answer.name} in answer to FETCH`);
+    return { fetch, ok: answer };
+  }
+
+  /**
+   * A standalone FETCH (draft §9.13.1) of `track` from `start` to `end` ({group, object};
+   * `end` is the last location plus one, object 0 meaning the whole group). Resolves to
+   * {fetch, ok}; objects go to `onObject`, and `onGroupEnd` is called when the response
+   * stream ends. `fetch.firstByteAt` is when its first bytes arrived. Rejects with
+   * RequestError when refused.
+   */
+  async fetchRange(namespace, track, start, end, { params = [], onObject, onGroupEnd } = {}) {
+    if (this.goaway) throw new Error('the server is going away');
+    const requestId = this.takeRequestId();
+    const fetch = new Subscription(this, requestId, namespace, track, { onObject, onGroupEnd });
+    this.byRequest.set(requestId, fetch);
+    await fetch.open(encodeFetch({ requestId, fetchType: FetchType.STANDALONE, namespace, track, start, end, params }));
     const answer = await fetch.answer();
     if (answer.type !== MessageType.FETCH_OK) throw new ProtocolViolation(`${answer.name} in answer to FETCH`);
     return { fetch, ok: answer };

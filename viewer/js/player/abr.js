@@ -5,9 +5,10 @@
  *
  * The rules, in order:
  * - Down, now, when the estimate is below the current rung (with a little slack for the
- *   estimate's noise), or when the buffer is nearly empty and the estimate does not
- *   clearly carry the current rung: to the highest rung that fits DOWN_FIT of the
- *   estimate, at least one step. A live buffer is small (0.15 to 0.5 s), so waiting for
+ *   estimate's noise), or when the buffer is nearly empty and the newest sample
+ *   (`recent`: the estimate is a median, slower to follow) does not clearly carry the
+ *   current rung: to the highest rung that fits DOWN_FIT of the lower of the two, at
+ *   least one step. A live buffer is small (0.15 to 0.5 s), so waiting for
  *   it to run dry would mean a stall.
  * - Up, one step at a time, only when the estimate is UP_FACTOR times the next rung
  *   (hysteresis: a rung that barely fits would be left again at the first keyframe), the
@@ -40,16 +41,18 @@ export const SLOW_AFTER_MS = 3000;
 const RECOVER_FACTOR = 1.1;
 
 /**
- * `ladder`: [{bitrate}] ascending; `current`: its index; `estimate`: bits per second (or
- * undefined); `buffer` and `target`: seconds; `lastSwitchAt`, `lastDownAt`: ms or
+ * `ladder`: [{bitrate}] ascending; `current`: its index; `estimate` and `recent`: bits
+ * per second (or undefined); `buffer` and `target`: seconds; `lastSwitchAt`, `lastDownAt`: ms or
  * undefined; `now`: ms. Returns {index, reason}.
  */
-export function decide({ ladder, current, estimate, buffer, target, now, lastSwitchAt, lastDownAt }) {
+export function decide({ ladder, current, estimate, recent, buffer, target, now, lastSwitchAt, lastDownAt }) {
   if (ladder.length < 2 || !Number.isFinite(estimate)) return { index: current, reason: 'no estimate' };
   const rate = ladder[current].bitrate;
-  const low = buffer < target * LOW_BUFFER;
-  if (current > 0 && (estimate < rate * DOWN_SLACK || (low && estimate < rate * LOW_BUFFER_MARGIN))) {
-    return { index: Math.min(current - 1, highestFitting(ladder, estimate * DOWN_FIT)), reason: low ? 'buffer low' : 'estimate below rung' };
+  const fast = Number.isFinite(recent) ? Math.min(recent, estimate) : estimate;
+  const low = buffer < target * LOW_BUFFER && fast < rate * LOW_BUFFER_MARGIN;
+  if (current > 0 && (estimate < rate * DOWN_SLACK || low)) {
+    const basis = low ? fast : estimate;
+    return { index: Math.min(current - 1, highestFitting(ladder, basis * DOWN_FIT)), reason: low ? 'buffer low' : 'estimate below rung' };
   }
   const next = ladder[current + 1];
   if (

@@ -1,6 +1,8 @@
 /**
  * Reads an MSF catalog (draft-ietf-moq-msf, CMSF packaging) into what the player needs:
- * for each playable CMAF track its name, role, MSE type string, timescale and init segment.
+ * for each playable CMAF track its name, role, MSE type string, timescale and init segment,
+ * and what the player needs to choose between alternates (`altGroup`, `bitrate`, `width`,
+ * `height`, `framerate`: ladder.js).
  */
 
 /** Thrown when the catalog is not something this player can play. */
@@ -42,6 +44,8 @@ export function parseCatalog(bytes) {
       width: t.width,
       height: t.height,
       framerate: t.framerate,
+      altGroup: Number.isInteger(t.altGroup) ? t.altGroup : undefined,
+      label: typeof t.label === 'string' ? t.label : undefined,
       initData: t.initData,
       init: base64Bytes(t.initData),
     });

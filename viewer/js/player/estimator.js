@@ -19,9 +19,17 @@
  *   allows; the sample is every byte that arrived in the probe's window (the probe's and
  *   the live tracks', which share the link) over the window.
  *
- * The estimate is the harmonic mean of the last few samples (a spike counts for little),
- * or of the last two when that is lower (a link that narrows shows in two samples, not
- * six), and never below what was delivered over the last few seconds (that much the link has
+ * Both read the link through the page's clock, so a page whose main thread was blocked
+ * (a long task, a busy CPU) dates objects late (they look queued) and then all at once
+ * (they look like a backlog). The player reports such blocks (`blocked`) once they are
+ * over, so a sample counts only SETTLE_MS after it was taken, if no block reported by
+ * then touches its time span (objects are dated in the tasks right after a block,
+ * hence BLOCK_AFTER_MS).
+ *
+ * The estimate is the median of the last few samples: one odd sample either way (a
+ * burst the main thread was too busy to date, a probe that met an empty queue) does
+ * not move it. `recent` is the newest sample alone, for the decisions that cannot wait
+ * for the median (a buffer running dry). Both are never below what was delivered over the last few seconds (that much the link has
  * carried). With no recent sample it is undefined: the delivered rate alone is the
  * stream's rate, which says nothing about the link (it would read a link with room to
  * spare as just enough, and a VBR dip as a slower link). What was learned on a previous
@@ -29,7 +37,7 @@
  */
 
 /** An object this much later than its track's best showed the link was busy (ms). */
-export const QUEUED_MS = 15;
+export const QUEUED_MS = 25;
 /** An object arriving within this fraction of its media gap came from a backlog. */
 const BACKLOG_RATIO = 0.5;
 /** A busy period with less than this is noise (bytes). */
@@ -38,9 +46,15 @@ const MIN_SAMPLE_BYTES = 12 * 1024;
 const MIN_SAMPLE_MS = 4;
 /** A busy period is cut into a sample at this length (ms), so long ones count as several. */
 const MAX_PERIOD_MS = 1000;
-/** Samples kept for the mean, and how long one counts (ms). */
-const SAMPLES = 6;
+/** Samples kept for the median, and how long one counts (ms). */
+const SAMPLES = 5;
 const SAMPLE_LIFE_MS = 20000;
+/** After a block, objects are still bunched for this long (ms). */
+const BLOCK_AFTER_MS = 30;
+/** A sample waits this long for a block report before it counts (ms). */
+export const SETTLE_MS = 300;
+/** How long the newest sample stands for the link now (ms). */
+const RECENT_MS = 3000;
 /** The window of the delivered-rate floor (ms). */
 const DELIVERED_MS = 3000;
 /** No estimate above this (bits per second): loopback would read gigabits. */
@@ -53,6 +67,35 @@ export class BandwidthEstimator {
     this.log = []; // [at, bytes] of every object, for probes and the delivered rate
     this.period = null; // {bytes, ms, lastAt}
     this.lastAt = undefined; // arrival of the previous object (any track)
+    this.blocks = []; // [start, end] ms: the main thread was blocked
+    this.unsettled = []; // samples waiting SETTLE_MS for a block report
+    this.discarded = 0; // samples a block made worthless
+  }
+
+  /** The page's main thread was blocked from `start` to `end` (ms). */
+  blocked(start, end) {
+    this.blocks.push([start, end]);
+    while (this.blocks.length > 20) this.blocks.shift();
+  }
+
+  /** Whether the span `start`..`end` may have been dated late or bunched by a block. */
+  touchesBlock(start, end) {
+    return this.blocks.some(([s, e]) => end >= s && start <= e + BLOCK_AFTER_MS);
+  }
+
+  /** Samples taken SETTLE_MS ago or more count now, unless a block touched them. */
+  settle(now) {
+    while (this.unsettled.length && now - this.unsettled[0].end >= SETTLE_MS) {
+      const c = this.unsettled.shift();
+      if (this.touchesBlock(c.start, c.end)) this.discarded++;
+      else this.addSample(c.end, c.bps, c.kind);
+    }
+  }
+
+  /** A sample taken over `start`..`end`, counted once settled. */
+  candidate(start, end, bps, kind) {
+    this.unsettled.push({ start, end, bps, kind });
+    return Math.min(bps, MAX_ESTIMATE);
   }
 
   /** Forgets per-track timing (a new session: other paths, other offsets). */
@@ -72,6 +115,7 @@ export class BandwidthEstimator {
     const gap = this.lastAt === undefined ? undefined : Math.max(0, at - this.lastAt);
     this.lastAt = at;
     let busyMs; // how long the link was busy bringing this object, if it was
+    this.settle(at);
     if (track !== undefined && Number.isFinite(mediaMs)) {
       const st = this.tracks.get(track);
       const offset = at - mediaMs;
@@ -94,7 +138,7 @@ export class BandwidthEstimator {
       this.endPeriod();
       return;
     }
-    if (!this.period) this.period = { bytes: 0, ms: 0, at };
+    if (!this.period) this.period = { bytes: 0, ms: 0, start: at - busyMs, at };
     this.period.bytes += bytes;
     this.period.ms += busyMs;
     this.period.at = at;
@@ -111,14 +155,14 @@ export class BandwidthEstimator {
     for (const [at, b] of this.log) if (at > start && at <= end) total += b;
     if (total < MIN_SAMPLE_BYTES) return undefined;
     const bps = (total * 8 * 1000) / Math.max(ms, MIN_SAMPLE_MS);
-    return this.addSample(end, bps, 'probe');
+    return this.candidate(start, end, bps, 'probe');
   }
 
   endPeriod() {
     const p = this.period;
     this.period = null;
     if (!p || p.bytes < MIN_SAMPLE_BYTES) return;
-    this.addSample(p.at, (p.bytes * 8 * 1000) / Math.max(p.ms, MIN_SAMPLE_MS), 'burst');
+    this.candidate(p.start, p.at, (p.bytes * 8 * 1000) / Math.max(p.ms, MIN_SAMPLE_MS), 'burst');
   }
 
   addSample(at, bps, kind) {
@@ -147,18 +191,25 @@ export class BandwidthEstimator {
 
   /** The estimate in bits per second at `now`, or undefined when nothing is known yet. */
   estimate(now) {
+    this.settle(now);
     const live = this.samples.filter((s) => now - s.at <= SAMPLE_LIFE_MS);
     if (!live.length) return undefined;
-    const mean = Math.min(harmonicMean(live), harmonicMean(live.slice(-2)));
-    return Math.min(Math.max(mean, this.delivered(now)), MAX_ESTIMATE);
+    const sorted = live.map((s) => s.bps).sort((a, b) => a - b);
+    const mid = sorted.length >> 1;
+    const median = sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+    return Math.min(Math.max(median, this.delivered(now)), MAX_ESTIMATE);
+  }
+
+  /** The newest sample if it is at most RECENT_MS old (floored likewise), else undefined. */
+  recent(now) {
+    this.settle(now);
+    const last = this.samples.at(-1);
+    if (!last || now - last.at > RECENT_MS) return undefined;
+    return Math.min(Math.max(last.bps, this.delivered(now)), MAX_ESTIMATE);
   }
 
   /** The newest sample ({at, bps, kind}), for the stats. */
   get lastSample() {
     return this.samples.at(-1);
   }
-}
-
-function harmonicMean(samples) {
-  return samples.length / samples.reduce((sum, s) => sum + 1 / s.bps, 0);
 }

@@ -1,6 +1,10 @@
 /**
- * Plays CMAF through Media Source Extensions: one SourceBuffer per catalog track, fed
- * that track's init segment and then its chunks (moof+mdat) in arrival order.
+ * Plays CMAF through Media Source Extensions: one SourceBuffer per slot (the video
+ * ladder, the audio: ladder.js), fed the init segment of the rendition playing in it and
+ * then its chunks (moof+mdat) in order. A switch of rendition (`switchTrack`) is queued
+ * between two chunks: `changeType` to the new rendition's type, then its init segment, in
+ * the same SourceBuffer, so what is buffered plays on into the new rendition without a
+ * gap (a second SourceBuffer would be a second track to the browser).
  *
  * Why MSE and not WebCodecs: every MoQ object here is already a complete CMAF chunk, which
  * MSE takes as is; the browser then does demuxing, audio output, audio/video sync and
@@ -29,9 +33,27 @@ class TrackBuffer {
     this.pump();
   }
 
+  /** Queues the change to `track`: its type, then its init segment. */
+  switchTo(track) {
+    this.queue.push({ track });
+    this.pump();
+  }
+
   pump() {
     if (this.sb.updating || this.queue.length === 0) return;
-    const next = this.queue.shift();
+    let next = this.queue.shift();
+    if (next.track) {
+      const { track } = next;
+      // changeType resets the parser to the new type; with the same codec it is harmless,
+      // and alternates may differ in profile or codec.
+      try {
+        if (typeof this.sb.changeType === 'function') this.sb.changeType(track.mime);
+      } catch (err) {
+        this.onError(err);
+      }
+      this.track = track;
+      next = track.init;
+    }
     try {
       this.sb.appendBuffer(next);
       this.bytes += next.length;
@@ -56,31 +78,39 @@ class TrackBuffer {
 }
 
 export class MseSink {
-  /** Opens a MediaSource on `video` with one SourceBuffer per track of `catalog`. */
-  static async open(video, catalog, onError) {
+  /**
+   * Opens a MediaSource on `video` with one SourceBuffer per slot: `slots` is
+   * [{key, track}], the rendition each starts with.
+   */
+  static async open(video, slots, onError) {
     const mediaSource = new MediaSource();
     const url = URL.createObjectURL(mediaSource);
     video.src = url;
     await new Promise((resolve) => mediaSource.addEventListener('sourceopen', resolve, { once: true }));
     URL.revokeObjectURL(url);
-    const sink = new MseSink(video, mediaSource, catalog, onError);
-    for (const track of catalog.tracks) sink.buffers.get(track.name).append(track.init);
+    const sink = new MseSink(video, mediaSource, slots, onError);
+    for (const { key, track } of slots) sink.buffers.get(key).append(track.init);
     return sink;
   }
 
-  constructor(video, mediaSource, catalog, onError) {
+  constructor(video, mediaSource, slots, onError) {
     this.video = video;
     this.mediaSource = mediaSource;
-    this.catalog = catalog;
     this.buffers = new Map();
-    for (const track of catalog.tracks) {
+    for (const { key, track } of slots) {
       if (!MediaSource.isTypeSupported(track.mime)) throw new Error(`this browser cannot play ${track.mime}`);
-      this.buffers.set(track.name, new TrackBuffer(mediaSource, track, onError));
+      this.buffers.set(key, new TrackBuffer(mediaSource, track, onError));
     }
   }
 
-  append(trackName, bytes) {
-    this.buffers.get(trackName)?.append(bytes);
+  /** Appends a chunk to slot `key`. */
+  append(key, bytes) {
+    this.buffers.get(key)?.append(bytes);
+  }
+
+  /** From the next append on, slot `key` plays `track` (after its init segment). */
+  switchTrack(key, track) {
+    this.buffers.get(key)?.switchTo(track);
   }
 
   /** Bytes appended so far over all tracks. */

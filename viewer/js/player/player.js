@@ -4,11 +4,19 @@
  * the playhead close to the live edge. It reconnects by itself when the session drops,
  * stalls or the relay sends GOAWAY, and resumes at the group where it left off.
  *
+ * Which rendition of a ladder plays, and the switches between them, are adaptive.js's:
+ * the player subscribes through it, and asks it to decide on every tick.
+ *
  * Each session it connects is announced (event 'session', detail {session, catalog},
  * `catalog.bytes` the catalog's JSON) once its media subscriptions are made.
  *
  * States it reports (event 'state', detail {state, message}): connecting, buffering,
- * playing, paused, reconnecting, offline, unauthorized, expired, unsupported, error.
+ * playing, paused, too-slow (the link does not carry even the lowest rendition; it
+ * goes on trying and leaves that state by itself), reconnecting, offline,
+ * unauthorized, expired, unsupported, error.
+ *
+ * Stalls: once it has played, every time playback waits for media counts as a stall,
+ * and the time it waits adds to `stallMs` (stats()).
  * unauthorized and expired are final: the page's token was refused (access.js), and
  * reconnecting with it cannot help, so the player stops.
  *
@@ -25,6 +33,7 @@
 import { MoqtSession, RequestError, SessionClosed } from '../moqt/session.js';
 import { RequestErrorCode } from '../moqt/messages.js';
 import { accessDenied, EXPIRED, tokenExpiry, withToken } from './access.js';
+import { Adaptive } from './adaptive.js';
 import { parseCatalog, sameTracks } from './catalog.js';
 import { decodeTime } from './fmp4.js';
 import { MseSink } from './mse.js';
@@ -39,6 +48,7 @@ const STALL_MS = 2500;
 const CATALOG_TIMEOUT_MS = 8000;
 const OFFLINE_RETRY_MS = 3000;
 const MAX_BACKOFF_MS = 4000;
+const TOO_SLOW_MESSAGE = 'Your connection is too slow for this stream. The player keeps trying and plays again by itself when it improves.';
 
 export class Player extends EventTarget {
   /**
@@ -65,7 +75,16 @@ export class Player extends EventTarget {
     this.stopped = false;
     this.userPaused = false;
     this.started = false;
-    this.trackState = new Map(); // track name -> {group, next}
+    this.adaptive = new Adaptive({
+      namespace,
+      storage: localStorageOrUndefined(),
+      onObject: (track, obj) => this.onMedia(track, obj),
+      onEnded: (why) => this.endSession?.(why),
+    });
+    this.stalls = 0;
+    this.stallMs = 0;
+    this.stalledSince = undefined;
+    this.everPlayed = false;
     this.offset = Infinity; // min(arrival ms - media ms) this session
     this.lastMediaAt = 0;
     this.bytesWindow = []; // [time ms, bytes]
@@ -112,6 +131,7 @@ export class Player extends EventTarget {
   stop() {
     this.stopped = true;
     clearInterval(this.timer);
+    this.adaptive.stopWatching();
     this.session?.close(0, 'bye');
     this.sink?.close();
   }
@@ -180,20 +200,14 @@ export class Player extends EventTarget {
       ended('goaway');
     };
     session.closed.then(() => ended('closed'));
-    let mediaSeen = false;
+    this.endSession = ended;
+    this.mediaSeen = false;
     try {
       const catalog = await this.subscribeCatalog(session, () => ended('catalog ended'));
-      if (!this.sink || !sameTracks(this.catalog, catalog)) await this.newSink(catalog);
+      const slots = this.adaptive.useCatalog(catalog);
+      if (!this.sink || !sameTracks(this.catalog, catalog)) await this.newSink(slots);
       this.catalog = catalog;
-      for (const track of catalog.tracks) {
-        await session.subscribe(this.namespace, track.name, {
-          onObject: (obj) => {
-            mediaSeen = true;
-            this.onMedia(track, obj);
-          },
-          onDone: () => ended(`${track.name} ended`),
-        });
-      }
+      await this.adaptive.start(session, this.sink);
       this.lastMediaAt = performance.now();
       // The session is up: the interaction panel opens its request stream on the same
       // WebTransport session and subscribes to the catalog's interaction track.
@@ -211,15 +225,18 @@ export class Player extends EventTarget {
       // Requests fail a moment before the close that explains them arrives.
       throw await session.reasonFor(err);
     } finally {
+      this.adaptive.detach();
+      this.endSession = null;
       session.close(0, 'reconnecting');
       this.session = null;
     }
-    return mediaSeen;
+    return this.mediaSeen;
   }
 
   /**
    * Subscribes to the catalog and resolves with the first one; a later catalog with other
-   * tracks or init segments ends the session (`onEnd`) so it starts again with it.
+   * tracks or init segments ends the session (`onEnd`) so it starts again with it, one
+   * with the same tracks updates the ladder's figures.
    */
   subscribeCatalog(session, onEnd) {
     return new Promise((resolve, reject) => {
@@ -242,6 +259,8 @@ export class Player extends EventTarget {
           resolve(catalog);
         } else if (!sameTracks(seen, catalog)) {
           onEnd();
+        } else {
+          this.adaptive.refresh(catalog); // new figures (bitrates) for the same tracks
         }
       };
       session
@@ -259,28 +278,21 @@ export class Player extends EventTarget {
     });
   }
 
-  async newSink(catalog) {
+  /** A new sink for `slots` ([{key, track}]): the feeds start over with it. */
+  async newSink(slots) {
     this.sink?.close();
-    this.trackState.clear();
+    this.adaptive.resetFeeds();
     this.started = false;
-    this.sink = await MseSink.open(this.video, catalog, (err) => {
+    this.sink = await MseSink.open(this.video, slots, (err) => {
       this.lastError = err.message;
     });
   }
 
+  /** Every media object as it arrives (adaptive.js appends it): latency and liveness. */
   onMedia(track, obj) {
-    if (obj.status !== 0 || obj.payload.length === 0) return;
     const now = performance.now();
     this.lastMediaAt = now;
-    const st = this.trackState.get(track.name) ?? { group: -1, next: 0 };
-    // Resume where we were: groups before ours and objects we already have are skipped
-    // (a relay serves a new subscription from the start of its newest group).
-    if (obj.groupId < st.group) return;
-    if (obj.groupId === st.group && obj.objectId < st.next) return;
-    if (obj.groupId > st.group && obj.objectId !== 0 && track.role === 'video') return; // not a join point
-    st.group = obj.groupId;
-    st.next = obj.objectId + 1;
-    this.trackState.set(track.name, st);
+    this.mediaSeen = true;
     if (track.role === 'video' && track.timescale) {
       const t = decodeTime(obj.payload);
       if (t !== undefined) {
@@ -289,7 +301,11 @@ export class Player extends EventTarget {
       }
     }
     this.bytesWindow.push([now, obj.payload.length]);
-    this.sink.append(track.name, obj.payload);
+  }
+
+  /** The viewer's choice of quality: 'auto' or the name of a video rendition. */
+  setQuality(mode) {
+    this.adaptive.setQuality(mode);
   }
 
   /** Playback steering, buffering detection, stats: five times a second. */
@@ -325,11 +341,28 @@ export class Player extends EventTarget {
       this.lastTrim = now;
       sink.trim();
     }
-    if (['connecting', 'reconnecting', 'buffering', 'playing', 'paused'].includes(this.state) || this.state === 'idle') {
+    const waiting = !this.userPaused && this.session !== null && !(v.readyState >= 3 && inRange && !v.paused);
+    this.countStall(now, waiting);
+    this.adaptive.tick(now, { buffer: inRange ? Math.max(0, lag) : 0, target: this.target, stalled: this.stalledSince !== undefined });
+    if (['connecting', 'reconnecting', 'buffering', 'playing', 'paused', 'too-slow'].includes(this.state) || this.state === 'idle') {
       if (this.userPaused) this.setState('paused');
+      else if (this.adaptive.tooSlow && this.session) this.setState('too-slow', TOO_SLOW_MESSAGE);
       else if (!v.paused && v.readyState >= 3 && inRange) this.setState('playing');
       else if (this.session) this.setState('buffering', 'Buffering…');
     }
+  }
+
+  /** Stall accounting: only after playback first started (start-up is not a stall). */
+  countStall(now, waiting) {
+    if (!waiting) {
+      if (this.stalledSince !== undefined) this.stallMs += now - this.stalledSince;
+      this.stalledSince = undefined;
+      if (this.state === 'playing') this.everPlayed = true;
+      return;
+    }
+    if (!this.everPlayed || this.stalledSince !== undefined) return;
+    this.stalledSince = now;
+    this.stalls++;
   }
 
   async play() {
@@ -379,6 +412,10 @@ export class Player extends EventTarget {
       deniedBy: this.deniedBy,
       currentTime: v.currentTime,
       lowLatency: this.lowLatency,
+      stalls: this.stalls,
+      stallMs: this.stallMs + (this.stalledSince !== undefined ? performance.now() - this.stalledSince : 0),
+      lastError: this.lastError ?? this.adaptive.lastError,
+      ...this.adaptive.stats(),
     };
   }
 }
@@ -390,4 +427,13 @@ function inBuffered(ranges, t) {
 
 function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** The page's localStorage, or undefined where it is refused (privacy settings). */
+function localStorageOrUndefined() {
+  try {
+    return globalThis.localStorage ?? undefined;
+  } catch {
+    return undefined;
+  }
 }
