@@ -11,12 +11,12 @@ use std::sync::Arc;
 
 use moq_transport::coding::{Location, TrackNamespace};
 use moq_transport::serve::{ServeError, Track};
-use moq_transport::session::{Subscribed, Subscriber};
+use moq_transport::session::{SubscribeInfo, Subscribed, Subscriber};
 use tokio::sync::watch;
 
 use crate::auth::AuthPolicy;
 use crate::cache::budget::CacheBudget;
-use crate::cache::{CacheLimits, TrackCache};
+use crate::cache::{CacheLimits, GroupRange, TrackCache};
 use crate::control::source_choice::{choose_source, Routed, SourceChoice};
 use crate::fetch_merge::FetchMerger;
 use crate::goaway::GoAwayNotice;
@@ -216,10 +216,10 @@ impl Relay {
         };
         // Follow before counting the subscription as served, so whoever waits on the count
         // knows every group from now on reaches this subscriber.
-        let follower = cache.follow();
         let largest = cache
             .largest_location()
             .map(|(group, object)| Location::new(group, object));
+        let follower = cache.follow_range(subscription_range(&subscribed.info, largest));
         let _serving = GaugeGuard::new(&self.0.metrics.subscriptions);
         let (writer, reader) = Track::new(namespace, name).produce();
         // The reader is empty until delivery starts, so its own largest location would be
@@ -351,6 +351,25 @@ impl Relay {
 pub struct FollowedTrack {
     pub follower: crate::cache::TrackFollower,
     _shared: Option<Arc<SharedTrack>>,
+}
+
+/// The groups a SUBSCRIBE asks for, from its filter (draft-18 §5.1.2) given the largest
+/// location held now. moq-transport's delivery filter drops objects outside the filter;
+/// this picks where in the cache delivery starts, so a start in the past is served from
+/// the groups held (an alternate rendition joined at the next group boundary) and a start
+/// in the future waits for that group instead of streaming groups that would be dropped.
+/// Without a filter, or with an AbsoluteStart of {0, 0} (its equal), a subscriber starts
+/// at the newest group.
+pub fn subscription_range(info: &SubscribeInfo, largest: Option<Location>) -> GroupRange {
+    let filter = info.delivery_filter(largest);
+    let start = filter
+        .start_location
+        .filter(|start| (start.group_id, start.object_id) != (0, 0))
+        .map(|start| start.group_id);
+    GroupRange {
+        start,
+        end: filter.end_group_id,
+    }
 }
 
 /// Resolves once the node starts draining.

@@ -261,6 +261,11 @@ pub async fn deliver(
                 let _ = subgroups.close(err);
                 return;
             }
+            FollowStep::RangeEnd => {
+                let done = ServeError::Closed(PublishDoneCode::SubscriptionEnded as u64);
+                let _ = subgroups.close(done);
+                return;
+            }
         }
     }
 }

@@ -23,6 +23,18 @@ pub enum FollowStep {
     GroupAbandoned { seq: u64 },
     /// The track ended; nothing follows.
     End(TrackEnd),
+    /// The follower's last group ([`GroupRange::end`]) is whole; nothing follows for it.
+    RangeEnd,
+}
+
+/// Which groups a follower reads, by group id (a subscription filter, draft-18 §5.1.2).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GroupRange {
+    /// The first group id to read: the oldest group held from it on, else the first to
+    /// arrive. `None`: start at the newest group (a live subscriber's start).
+    pub start: Option<u64>,
+    /// The last group id to read, inclusive.
+    pub end: Option<u64>,
 }
 
 pub(super) struct ActiveGroup {
@@ -36,6 +48,9 @@ pub struct TrackFollower {
     pub(super) version: watch::Receiver<u64>,
     pub(super) next_seq: u64,
     pub(super) active: Vec<ActiveGroup>,
+    pub(super) range: GroupRange,
+    /// The range's last group was started, or a later one exists.
+    pub(super) passed_end: bool,
 }
 
 impl TrackFollower {
@@ -75,11 +90,22 @@ impl TrackFollower {
                 self.next_seq = state.groups.back().map_or(first.seq, |g| g.seq);
             }
         }
-        // The next group held (past any dropped or abandoned in between).
-        if let Some(group) = state.group_from(self.next_seq) {
+        // The next group held (past any dropped or abandoned in between), skipping groups
+        // before the range's start and stopping after its end.
+        while let Some(group) = state.group_from(self.next_seq) {
             let seq = group.seq;
             let info = group.info;
+            if self.range.end.is_some_and(|end| info.group_id > end) {
+                self.passed_end = true;
+                break;
+            }
             self.next_seq = seq + 1;
+            if self.range.start.is_some_and(|start| info.group_id < start) {
+                continue;
+            }
+            if self.range.end.is_some_and(|end| info.group_id >= end) {
+                self.passed_end = true;
+            }
             self.active.push(ActiveGroup {
                 seq,
                 next_object: 0,
@@ -94,6 +120,9 @@ impl TrackFollower {
         if self.active.is_empty() {
             if let Some(end) = &state.end {
                 return Some(FollowStep::End(end.clone()));
+            }
+            if self.passed_end {
+                return Some(FollowStep::RangeEnd);
             }
         }
         None

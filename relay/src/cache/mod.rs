@@ -36,7 +36,7 @@ use bytes::Bytes;
 use tokio::sync::watch;
 
 pub use budget::CacheBudget;
-pub use follower::{FollowStep, TrackFollower};
+pub use follower::{FollowStep, GroupRange, TrackFollower};
 
 /// What one cached object costs besides its payload (its entry, the `Bytes` handle and
 /// the buffer's own header, rounded up): an empty object is not free.
@@ -509,15 +509,30 @@ impl TrackCache {
 
     /// A follower that starts at the start of the newest group.
     pub fn follow(&self) -> TrackFollower {
+        self.follow_range(GroupRange::default())
+    }
+
+    /// A follower of the groups in `range`: from the oldest group held whose id is at
+    /// least `range.start` (or the newest group, without a start), up to `range.end`.
+    pub fn follow_range(&self, range: GroupRange) -> TrackFollower {
         let start = {
             let state = self.lock();
-            state.groups.back().map_or(state.next_seq, |g| g.seq)
+            let newest = state.groups.back().map_or(state.next_seq, |g| g.seq);
+            match range.start {
+                None => newest,
+                Some(start) => {
+                    let index = state.groups.partition_point(|g| g.info.group_id < start);
+                    state.groups.get(index).map_or(state.next_seq, |g| g.seq)
+                }
+            }
         };
         TrackFollower {
             cache: self.clone(),
             version: self.version.subscribe(),
             next_seq: start,
             active: Vec::new(),
+            range,
+            passed_end: false,
         }
     }
 }

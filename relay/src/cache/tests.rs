@@ -488,3 +488,81 @@ fn cache_hot_path() {
         elapsed.as_nanos() as f64 / writes as f64
     );
 }
+
+/// Group ids of the groups a follower starts, in order.
+fn groups_started(steps: &[FollowStep]) -> Vec<u64> {
+    steps
+        .iter()
+        .filter_map(|s| match s {
+            FollowStep::Group { info, .. } => Some(info.group_id),
+            _ => None,
+        })
+        .collect()
+}
+
+fn whole_group(cache: &TrackCache, group_id: u64) {
+    let seq = cache.begin_group(info(group_id)).unwrap();
+    cache.push_object(seq, 0, Bytes::from_static(b"k")).unwrap();
+    cache.end_group(seq);
+}
+
+#[test]
+fn a_range_starts_in_the_past_from_the_groups_held() {
+    let cache = TrackCache::new(CacheLimits::default());
+    for id in [10, 11, 13, 14] {
+        whole_group(&cache, id);
+    }
+    let from = |start| {
+        let mut f = cache.follow_range(GroupRange {
+            start: Some(start),
+            end: None,
+        });
+        groups_started(&drain(&mut f))
+    };
+    assert_eq!(from(11), [11, 13, 14]);
+    // A start between groups held begins at the next one; before all of them, the oldest.
+    assert_eq!(from(12), [13, 14]);
+    assert_eq!(from(1), [10, 11, 13, 14]);
+    // Without a start, a follower starts at the newest group, as a live subscriber does.
+    assert_eq!(groups_started(&drain(&mut cache.follow())), [14]);
+}
+
+#[test]
+fn a_range_starting_in_the_future_waits_for_its_group() {
+    let cache = TrackCache::new(CacheLimits::default());
+    whole_group(&cache, 20);
+    let mut f = cache.follow_range(GroupRange {
+        start: Some(22),
+        end: None,
+    });
+    assert_eq!(f.try_next(), None);
+    // Group 21 arrives but is before the start: skipped, never half-sent.
+    whole_group(&cache, 21);
+    assert_eq!(f.try_next(), None);
+    whole_group(&cache, 22);
+    assert_eq!(groups_started(&drain(&mut f)), [22]);
+}
+
+#[test]
+fn a_range_with_an_end_stops_after_its_last_group() {
+    let cache = TrackCache::new(CacheLimits::default());
+    for id in [1, 2] {
+        whole_group(&cache, id);
+    }
+    let seq = cache.begin_group(info(3)).unwrap();
+    cache.push_object(seq, 0, Bytes::from_static(b"k")).unwrap();
+    let mut f = cache.follow_range(GroupRange {
+        start: Some(2),
+        end: Some(3),
+    });
+    let steps = drain(&mut f);
+    assert_eq!(groups_started(&steps), [2, 3]);
+    // The last group is still open: the range is not over until it is whole.
+    assert!(!steps.contains(&FollowStep::RangeEnd), "{steps:?}");
+    cache.end_group(seq);
+    whole_group(&cache, 4);
+    assert_eq!(f.try_next(), Some(FollowStep::GroupEnd { seq }));
+    // Group 4 is past the end: the follower is done, as it is at a track's end.
+    assert_eq!(f.try_next(), Some(FollowStep::RangeEnd));
+    assert_eq!(f.try_next(), Some(FollowStep::RangeEnd));
+}
