@@ -16,6 +16,7 @@ use bytes::Bytes;
 use moq_transport::coding::TrackNamespace;
 use stagecast_media::catalog::{Catalog, CatalogTrack, CATALOG_TRACK};
 use stagecast_media::ingest::{IngestEvent, MediaObject};
+use stagecast_media::producer_time::{with_producer_time, ProducerTime};
 use stagecast_proto::interaction::{EVENT_TYPE, INTERACTION_TRACK};
 use stagecast_relay::cache::{CacheLimits, GroupInfo, TrackCache, TrackEnd};
 use stagecast_relay::local::LocalBroadcast;
@@ -45,6 +46,8 @@ pub enum BroadcastError {
 struct TrackState {
     cache: TrackCache,
     priority: u8,
+    /// Video chunks carry the producer's wall clock in front (glass-to-glass latency).
+    stamped: bool,
     /// The id the next group gets unless the caller names one; always above the last.
     next_group_id: u64,
     open: Option<OpenGroup>,
@@ -60,6 +63,7 @@ impl TrackState {
         Self {
             cache,
             priority,
+            stamped: priority == VIDEO_PRIORITY,
             next_group_id: first_group_id,
             open: None,
         }
@@ -102,6 +106,19 @@ impl TrackState {
     }
 }
 
+/// Where the wall-clock time in front of each video chunk comes from (a `prft`, which
+/// viewers read to show glass-to-glass latency: `media/src/producer_time.rs`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ProducerClock {
+    /// The encoder's own `prft` when the input has one (ffmpeg `-write_prft wallclock`),
+    /// else the time the chunk is published: for a live pipe.
+    #[default]
+    Encoder,
+    /// The time the chunk is published: for a file paced as live, whose `prft`s (if any)
+    /// are from when it was made.
+    Publishing,
+}
+
 /// A CMAF broadcast being published into a [`LocalBroadcast`].
 pub struct CmafBroadcast {
     broadcast: LocalBroadcast,
@@ -113,6 +130,7 @@ pub struct CmafBroadcast {
     current_catalog: Option<Bytes>,
     /// Whether the catalog lists the origin's `interaction` track.
     interaction: bool,
+    clock: ProducerClock,
     pub stats: BroadcastStats,
 }
 
@@ -128,10 +146,7 @@ pub struct BroadcastStats {
 
 impl CmafBroadcast {
     pub fn new(namespace: TrackNamespace, limits: CacheLimits) -> Self {
-        let first_group_id = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
+        let first_group_id = since_unix_epoch().as_millis() as u64;
         let broadcast = LocalBroadcast::new(namespace);
         // The catalog track exists from the start, so a subscriber that arrives before the
         // publisher's first bytes waits for the catalog instead of being told "not found".
@@ -148,6 +163,7 @@ impl CmafBroadcast {
             tracks: HashMap::new(),
             current_catalog: None,
             interaction: true,
+            clock: ProducerClock::default(),
             stats: BroadcastStats::default(),
         }
     }
@@ -156,6 +172,12 @@ impl CmafBroadcast {
     /// to relays without an interaction authority).
     pub fn without_interaction(mut self) -> Self {
         self.interaction = false;
+        self
+    }
+
+    /// Where video chunks' wall-clock times come from.
+    pub fn with_producer_clock(mut self, clock: ProducerClock) -> Self {
+        self.clock = clock;
         self
     }
 
@@ -235,9 +257,18 @@ impl CmafBroadcast {
             return Err(BroadcastError::NoGroupStart(object.track));
         }
         self.stats.objects += 1;
-        self.stats.bytes += object.payload.len() as u64;
         self.stats.media_time = self.stats.media_time.max(object.media_time_secs());
-        track.push(object.payload)
+        let payload = if track.stamped {
+            let time = match (self.clock, object.producer_time) {
+                (ProducerClock::Encoder, Some(time)) => time,
+                _ => ProducerTime::from_unix(since_unix_epoch(), object.decode_time),
+            };
+            with_producer_time(&object.payload, object.track_id, time)
+        } else {
+            object.payload
+        };
+        self.stats.bytes += payload.len() as u64;
+        track.push(payload)
     }
 
     /// Ends every track cleanly: subscribers receive the last groups whole, then the end.
@@ -249,4 +280,11 @@ impl CmafBroadcast {
             catalog.finish();
         }
     }
+}
+
+/// The wall clock now (zero on a clock set before 1970).
+fn since_unix_epoch() -> std::time::Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
 }

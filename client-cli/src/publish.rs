@@ -21,7 +21,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::watch;
 use url::Url;
 
-use crate::broadcast::CmafBroadcast;
+use crate::broadcast::{CmafBroadcast, ProducerClock};
 use crate::connect::ConnectArgs;
 use crate::pacing::Pacer;
 use crate::progress::Progress;
@@ -50,7 +50,13 @@ pub struct PublishArgs {
 pub async fn run(args: PublishArgs) -> anyhow::Result<()> {
     let namespace = namespace_from_path(&args.broadcast)?;
     let relay = Relay::new(RelayConfig::default());
-    let mut broadcast = CmafBroadcast::new(namespace.clone(), CacheLimits::default());
+    // A file is paced as live: its chunks are "made" when they are sent.
+    let clock = match args.file {
+        Some(_) => ProducerClock::Publishing,
+        None => ProducerClock::Encoder,
+    };
+    let mut broadcast =
+        CmafBroadcast::new(namespace.clone(), CacheLimits::default()).with_producer_clock(clock);
     let _route = relay.router().register(
         namespace,
         Source::Local(broadcast.broadcast().clone()),

@@ -29,6 +29,7 @@ pub mod catalog;
 pub mod egress;
 pub mod ingest;
 pub mod moq_pub;
+pub mod producer_time;
 
 mod boxes;
 mod fragment;

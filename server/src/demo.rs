@@ -3,7 +3,7 @@
 //!
 //! It goes through the same CMAF publisher as `stagecast publish --file --loop`.
 
-use stagecast_cli::broadcast::CmafBroadcast;
+use stagecast_cli::broadcast::{CmafBroadcast, ProducerClock};
 use stagecast_cli::pacing::Pacer;
 use stagecast_media::ingest::{CmafIngest, IngestEvent};
 use stagecast_proto::path::namespace_from_path;
@@ -19,7 +19,8 @@ const FEED_CHUNK: usize = 16 * 1024;
 /// Publishes the demo channel until the process ends.
 pub async fn run_demo(relay: Relay) -> anyhow::Result<()> {
     let namespace = namespace_from_path(DEMO_BROADCAST)?;
-    let mut broadcast = CmafBroadcast::new(namespace.clone(), relay.config().cache);
+    let mut broadcast = CmafBroadcast::new(namespace.clone(), relay.config().cache)
+        .with_producer_clock(ProducerClock::Publishing);
     let _route = relay.router().register(
         namespace,
         Source::Local(broadcast.broadcast().clone()),

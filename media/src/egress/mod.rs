@@ -112,7 +112,12 @@ impl FragmentedMp4Writer {
         for raw in boxes {
             if raw.kind != Moof::KIND {
                 if let Some(out) = &mut out {
+                    let at = out.len();
                     out.extend_from_slice(raw.bytes);
+                    // A producer time names its track (after the full-box header).
+                    if raw.kind == mp4_atom::FourCC::new(b"prft") && raw.bytes.len() >= 16 {
+                        out[at + 12..at + 16].copy_from_slice(&merged.output_id.to_be_bytes());
+                    }
                 }
                 continue;
             }

@@ -40,6 +40,12 @@ pub struct MediaObject {
     pub duration: u64,
     /// Number of samples in the chunk.
     pub sample_count: u32,
+    /// The track's id in the input (`tkhd`), which a `prft` in front of the payload names.
+    pub track_id: u32,
+    /// The encoder's wall clock for this chunk, from a `prft` before its `moof` (ffmpeg
+    /// `-write_prft wallclock`), moved with the chunk's decode time when a loop shifts it.
+    /// The payload itself never carries it; the publisher adds its own `prft`.
+    pub producer_time: Option<crate::producer_time::ProducerTime>,
 }
 
 impl MediaObject {

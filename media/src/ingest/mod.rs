@@ -58,6 +58,7 @@ use bytes::Bytes;
 use mp4_atom::{Atom, Decode, FourCC, Ftyp, Mdat, Moof, Moov};
 
 use crate::fragment::describe_kind;
+use crate::producer_time::{decode_prft, ProducerTime};
 use framing::{BoxFramer, TopBox};
 use movie::Movie;
 use objects::Tracks;
@@ -97,6 +98,8 @@ pub struct CmafIngest {
     tracks: Option<Tracks>,
     /// A `moof` waiting for its `mdat`.
     pending_moof: Option<(TopBox, Moof)>,
+    /// The producer time (`prft`) in front of the next `moof`, and its track's id.
+    pending_prft: Option<(u32, ProducerTime)>,
     catalog_sent: bool,
     /// Stream offset where the current pass over the file began (absolute
     /// `base_data_offset`s count from there).
@@ -125,6 +128,7 @@ impl CmafIngest {
             repeat_ftyp: None,
             tracks: None,
             pending_moof: None,
+            pending_prft: None,
             catalog_sent: false,
             pass_start: 0,
             deferred: None,
@@ -303,6 +307,10 @@ impl CmafIngest {
                 _ => Ok(true),
             };
         }
+        if is(b"prft") && self.phase == Phase::Fragments {
+            // Kept: the encoder's clock for the next fragment (glass-to-glass latency).
+            return Ok(true);
+        }
         let harmless_first = is(b"free") || is(b"skip") || is(b"wide");
         let fragment_level = is(b"styp") || is(b"sidx") || is(b"emsg") || is(b"prft");
         match self.phase {
@@ -333,6 +341,11 @@ impl CmafIngest {
                 self.pending_moof = Some((top, moof));
                 Ok(())
             }
+            kind if kind == FourCC::new(b"prft") => {
+                // A malformed one costs only the latency figure, never the media.
+                self.pending_prft = decode_prft(&top.bytes).ok();
+                Ok(())
+            }
             _ => {
                 let Some((moof_box, moof)) = self.pending_moof.take() else {
                     return Err(IngestError::OrphanMdat);
@@ -343,6 +356,7 @@ impl CmafIngest {
                     moof,
                     mdat_header_len: top.header.header_len,
                     mdat_bytes: top.bytes,
+                    producer_time: self.pending_prft.take(),
                 };
                 self.on_fragment(&fragment, events)
             }

@@ -18,6 +18,7 @@ use super::timeline::LoopTimeline;
 use super::{IngestError, MediaObject};
 use crate::catalog::Catalog;
 use crate::fragment::{encode_single_track_chunk, is_sync_sample};
+use crate::producer_time::ProducerTime;
 
 /// The input's tracks and the per-track state that outlives one fragment.
 #[derive(Debug)]
@@ -145,6 +146,17 @@ impl Tracks {
             } else {
                 rewrite(fragment, &chunk, sequence, decode_time)?
             };
+            let producer_time = fragment
+                .producer_time
+                .filter(|(id, _)| *id == track.track_id)
+                .zip(chunk.decode_time)
+                .map(|((_, time), original)| ProducerTime {
+                    media_time: time
+                        .media_time
+                        .saturating_add(decode_time)
+                        .saturating_sub(original),
+                    ..time
+                });
             objects.push(MediaObject {
                 track: track.entry.name.clone(),
                 starts_group,
@@ -155,6 +167,8 @@ impl Tracks {
                 timescale: track.timescale,
                 duration: chunk.duration,
                 sample_count: chunk.sample_count,
+                track_id: track.track_id,
+                producer_time,
             });
         }
         if self.facts.groups_aligned && !self.numbering.aligned() {

@@ -27,6 +27,8 @@ pub(super) struct Fragment {
     pub mdat_header_len: usize,
     /// Offset of the `moof` from the start of the file (for absolute `base_data_offset`).
     pub file_offset: u64,
+    /// The `prft` that came before the `moof`: its reference track's id and time.
+    pub producer_time: Option<(u32, crate::producer_time::ProducerTime)>,
 }
 
 /// The part of a fragment that belongs to one track.
