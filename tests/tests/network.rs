@@ -7,7 +7,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use stagecast_tests::groups::{group_report, GroupReport};
-use stagecast_tests::impair::{ImpairRelay, ImpairStats, PathImpairment};
+use stagecast_tests::impair::{
+    GilbertElliott, ImpairRelay, ImpairStats, Impairment, PathImpairment,
+};
 use stagecast_tests::media::{self, Layout};
 use stagecast_tests::netns::{Direction, LinkSpec, NetNs, Rate};
 use stagecast_tests::node::Node;
@@ -59,8 +61,10 @@ struct Impaired {
 }
 
 /// Publishes a clip at an origin on loopback and subscribes to it with the CLI through an
-/// impairment relay of round trip `rtt` and `loss` per direction.
-fn subscribe_impaired(test: &str, rtt: Duration, loss: f64, seed: u64) -> Impaired {
+/// impairment relay with `path` (the same both ways).
+fn subscribe_impaired(test: &str, path: PathImpairment, seed: u64) -> Impaired {
+    let rtt = path.up.delay + path.down.delay;
+    let loss = path.down.loss;
     let dir = output_dir(test);
     let clip = media::make_clip(&dir, "clip.mp4", 8, Layout::FragEveryFrame, false);
     let origin = Node::bare_origin(&dir, "origin");
@@ -77,7 +81,7 @@ fn subscribe_impaired(test: &str, rtt: Duration, loss: f64, seed: u64) -> Impair
     let relay = ImpairRelay::start(
         "[::1]:0".parse().unwrap(),
         format!("[::1]:{}", origin.quic_port).parse().unwrap(),
-        PathImpairment::rtt_loss(rtt, loss),
+        path,
         seed,
     )
     .expect("an impairment relay on loopback");
@@ -113,7 +117,7 @@ fn subscribe_impaired(test: &str, rtt: Duration, loss: f64, seed: u64) -> Impair
     let (mean, sd) = (packets * loss, (packets * loss * (1.0 - loss)).sqrt());
     assert!(packets > 300.0, "only {packets} packets crossed");
     assert!(
-        lost > 0.0 && (lost - mean).abs() <= 4.0 * sd,
+        (lost > 0.0 || loss == 0.0) && (lost - mean).abs() <= 4.0 * sd,
         "{lost} of {packets} packets lost, {loss} set"
     );
     Impaired {
@@ -128,7 +132,7 @@ fn subscribe_impaired(test: &str, rtt: Duration, loss: f64, seed: u64) -> Impair
 /// corrupt sample. (That every sample arrives is the next test's claim, which fails today.)
 #[test]
 fn a_quic_session_through_100_ms_and_2_percent_loss_completes_uncorrupted() {
-    let run = subscribe_impaired("impaired_session", Duration::from_millis(100), 0.02, 12);
+    let run = subscribe_impaired("impaired_session", rtt_loss(100, 0.02), 12);
     let report = group_report(&run.captured, &run.output);
     eprintln!("100 ms, 2% loss: {}", report.summary());
     assert_never_corrupt(&report, &run.output);
@@ -140,19 +144,71 @@ fn a_quic_session_through_100_ms_and_2_percent_loss_completes_uncorrupted() {
     assert!(run.stats.up.dropped_random > 0 && run.stats.down.dropped_random > 0);
 }
 
+fn rtt_loss(rtt_ms: u64, loss: f64) -> PathImpairment {
+    PathImpairment::rtt_loss(Duration::from_millis(rtt_ms), loss)
+}
+
+/// Jitter, random loss and reordering on one path: QUIC sorts it out, and the CLI's
+/// output stays a clean run of the input's samples.
+#[test]
+fn a_quic_session_through_jitter_loss_and_reordering_is_never_corrupt() {
+    let path = PathImpairment::symmetric(Impairment {
+        delay: Duration::from_millis(20),
+        jitter: Duration::from_millis(15),
+        loss: 0.02,
+        reorder: 0.02,
+        reorder_extra: Duration::from_millis(15),
+        ..Impairment::default()
+    });
+    let run = subscribe_impaired("impaired_jitter", path, 5);
+    let report = group_report(&run.captured, &run.output);
+    eprintln!("jitter, loss, reordering: {}", report.summary());
+    assert_never_corrupt(&report, &run.output);
+    assert!(
+        report.samples() * 10 >= report.total_samples() * 9,
+        "less than 90% arrived: {}",
+        report.summary()
+    );
+    let (up, down) = (run.stats.up, run.stats.down);
+    assert!(up.reordered + down.reordered > 0, "{:?}", run.stats);
+}
+
+/// Bursty loss (3% in bursts of about 3 packets, per packet as netem's `gemodel`) with
+/// jitter and reordering, 40 ms round trip: every sample should arrive. Today 2 to 5 of
+/// the 8 groups are missing in most runs, from group 3 on (the seed puts a burst there),
+/// and the origin drops none: in some runs the whole clip crossed the relay (626 KB down)
+/// and the groups were discarded at the subscriber, in others little crossed after the
+/// burst (a stall of the connection). Not diagnosed yet. Bursts alone, jitter with
+/// reordering, or 3% random loss with jitter lose nothing.
+#[test]
+#[ignore = "fails today (issue 12): whole groups lost under bursty loss with jitter and reordering"]
+fn a_quic_session_through_bursts_jitter_and_reordering_receives_every_sample() {
+    let path = PathImpairment::symmetric(Impairment {
+        delay: Duration::from_millis(20),
+        jitter: Duration::from_millis(15),
+        burst_loss: Some(GilbertElliott::bursts(0.03, 3.0)),
+        reorder: 0.02,
+        reorder_extra: Duration::from_millis(15),
+        ..Impairment::default()
+    });
+    let run = subscribe_impaired("impaired_bursts", path, 5);
+    let report = group_report(&run.captured, &run.output);
+    eprintln!("bursts, jitter, reordering: {}", report.summary());
+    assert_never_corrupt(&report, &run.output);
+    let (up, down) = (run.stats.up, run.stats.down);
+    assert!(up.dropped_burst + down.dropped_burst > 0, "{:?}", run.stats);
+    media::assert_same_samples(&run.captured, &run.output);
+}
+
 /// Issue 12: "100 ms round trip with 2% loss" must lose nothing. Today the CLI gives up
 /// on the tail of a group once the next group has begun and the tail is 500 ms late
 /// (client-cli track_reader.rs, STALE_GROUP_GRACE), which a retransmission at this round
-/// trip can be: 2 to 5 of 240 video samples are lost per run (at 200 ms and 1%, 42).
+/// trip can be: 0 to 12 of 240 video samples lost per run, most runs losing some (at
+/// 200 ms and 1%, 42). The same runs with the grace at 3 s lost none.
 #[test]
-#[ignore = "fails today (issue 12): group tails later than the CLI's 500 ms grace are dropped"]
+#[ignore = "fails in most runs today (issue 12): the CLI drops group tails later than its 500 ms grace"]
 fn a_quic_session_through_100_ms_and_2_percent_loss_receives_every_sample() {
-    let run = subscribe_impaired(
-        "impaired_every_sample",
-        Duration::from_millis(100),
-        0.02,
-        12,
-    );
+    let run = subscribe_impaired("impaired_every_sample", rtt_loss(100, 0.02), 12);
     media::assert_same_samples(&run.captured, &run.output);
 }
 
