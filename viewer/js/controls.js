@@ -97,6 +97,8 @@ export function bindControls(player) {
     d.stalls = String(s.stalls);
     d.stallMs = String(Math.round(s.stallMs));
     d.tooSlow = String(s.tooSlow);
+    d.latency = s.latency !== undefined ? s.latency.toFixed(3) : '';
+    d.latencyKind = s.latencyKind ?? '';
   };
 
   player.addEventListener('state', (e) => {
@@ -114,7 +116,7 @@ export function bindControls(player) {
     showData(s);
     if (statsBox.hidden) return;
     const rows = [
-      ['Latency', s.latency !== undefined ? `${s.latency.toFixed(2)} s` : '–'],
+      ['Latency', s.latency !== undefined ? `${s.latency.toFixed(2)} s (${s.latencyKind})` : '–'],
       ['Rendition', s.rendition ? `${s.renditionLabel} (${s.rendition}, ${formatBitrate(s.renditionBitrate)})${s.switchingTo ? ` → ${s.switchingTo}` : ''}` : '–'],
       ['Quality', s.quality === 'auto' ? 'auto' : 'chosen'],
       ['Estimate', formatBitrate(s.estimate)],

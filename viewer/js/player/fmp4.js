@@ -1,8 +1,13 @@
 /**
  * Just enough ISO BMFF reading to date a CMAF chunk: the baseMediaDecodeTime of the first
- * `tfdt` inside `moof/traf`. Used to measure latency; the media bytes themselves go to
- * Media Source Extensions untouched.
+ * `tfdt` inside `moof/traf`, and the producer's wall clock from a `prft` in front of the
+ * `moof` (ISO/IEC 14496-12 §8.16.5; our publishers put one on every video chunk). Used to
+ * measure latency; the media bytes themselves go to Media Source Extensions untouched
+ * (they skip the `prft`).
  */
+
+/** Seconds from the NTP epoch (1900) to the Unix epoch (1970). */
+const NTP_UNIX_OFFSET_SECS = 2208988800;
 
 function boxes(bytes, start, end) {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -38,4 +43,25 @@ export function decodeTime(chunk) {
     return Number(tfdt.view.getBigUint64(tfdt.start + 4));
   }
   return tfdt.view.getUint32(tfdt.start + 4);
+}
+
+/**
+ * The producer time a chunk carries: `{ unixMs, mediaTime }`, the wall clock (ms since
+ * 1970) at which the track's media time `mediaTime` (in its timescale) was made; or
+ * undefined without a `prft` before the `moof`.
+ */
+export function producerTime(chunk) {
+  for (const box of boxes(chunk, 0, chunk.length)) {
+    if (box.type === 'moof') return undefined;
+    if (box.type !== 'prft') continue;
+    const version = chunk[box.start];
+    // version+flags, reference_track_ID, ntp_timestamp (64), media_time (32 or 64)
+    if (box.end - box.start < (version === 1 ? 24 : 20)) return undefined;
+    const seconds = box.view.getUint32(box.start + 8);
+    const fraction = box.view.getUint32(box.start + 12);
+    const mediaTime = version === 1 ? Number(box.view.getBigUint64(box.start + 16)) : box.view.getUint32(box.start + 16);
+    const unixMs = (seconds - NTP_UNIX_OFFSET_SECS) * 1000 + (fraction / 2 ** 32) * 1000;
+    return { unixMs, mediaTime };
+  }
+  return undefined;
 }

@@ -20,14 +20,15 @@
  * unauthorized and expired are final: the page's token was refused (access.js), and
  * reconnecting with it cannot help, so the player stops.
  *
- * Latency. The media carries no wall-clock time, and our publishers use a wall-clock
- * group id only for their first group (later groups count up by one), so the page cannot
- * date a frame at its source. What it measures instead: for every video chunk, the
- * offset between its arrival (wall clock) and its media time (tfdt); the smallest offset
- * seen in the session is the chunk that came fastest from the live edge. Latency is then
- * now - (playhead media time + that offset): how long after the freshest media arrives it
- * is shown. It leaves out the publisher-to-viewer transit of that fastest chunk and the
- * encoder's delay, which need a shared clock to measure.
+ * Latency. Glass-to-glass when the media says when it was made: our publishers put a
+ * Producer Reference Time (`prft`) in front of every video chunk, the encoder's wall
+ * clock (ffmpeg -write_prft wallclock) or the publisher's when it sends the chunk (a file
+ * paced as live, the demo). The latency is then the wall time now minus the time the
+ * frame on screen was made. It assumes the viewer's and the producer's clocks agree (NTP);
+ * on one machine they do. Without a `prft`, it falls back to how long after the freshest
+ * media arrives it is shown: for every video chunk, the offset between its arrival and
+ * its media time (tfdt), the smallest in the session being the chunk that came fastest;
+ * that figure leaves out the encoder and the network.
  */
 
 import { MoqtSession, RequestError, SessionClosed } from '../moqt/session.js';
@@ -35,7 +36,7 @@ import { RequestErrorCode } from '../moqt/messages.js';
 import { accessDenied, EXPIRED, tokenExpiry, withToken } from './access.js';
 import { Adaptive } from './adaptive.js';
 import { parseCatalog, sameTracks } from './catalog.js';
-import { decodeTime } from './fmp4.js';
+import { decodeTime, producerTime } from './fmp4.js';
 import { MseSink } from './mse.js';
 
 /** Seconds of media kept between the playhead and the live edge. */
@@ -86,6 +87,7 @@ export class Player extends EventTarget {
     this.stalledSince = undefined;
     this.everPlayed = false;
     this.offset = Infinity; // min(arrival ms - media ms) this session
+    this.producerOffset = undefined; // production wall ms - media ms, from the latest prft
     this.lastMediaAt = 0;
     this.bytesWindow = []; // [time ms, bytes]
     this.reconnects = 0;
@@ -192,6 +194,7 @@ export class Player extends EventTarget {
     const session = await MoqtSession.connect(withToken(this.relay, this.sentToken), { fingerprint });
     this.session = session;
     this.offset = Infinity;
+    this.producerOffset = undefined;
     let ended;
     const endedP = new Promise((resolve) => (ended = resolve));
     session.onGoaway = (msg) => {
@@ -299,6 +302,8 @@ export class Player extends EventTarget {
         const offset = performance.timeOrigin + now - (t / track.timescale) * 1000;
         if (offset < this.offset) this.offset = offset;
       }
+      const made = producerTime(obj.payload);
+      if (made) this.producerOffset = made.unixMs - (made.mediaTime / track.timescale) * 1000;
     }
     this.bytesWindow.push([now, obj.payload.length]);
   }
@@ -334,8 +339,12 @@ export class Player extends EventTarget {
       else if (lag < this.target / 2) v.playbackRate = 0.95;
       else v.playbackRate = 1;
     }
-    if (Number.isFinite(this.offset) && v.currentTime > 0) {
+    if (this.producerOffset !== undefined && v.currentTime > 0) {
+      this.latency = (Date.now() - (v.currentTime * 1000 + this.producerOffset)) / 1000;
+      this.latencyKind = 'glass-to-glass';
+    } else if (Number.isFinite(this.offset) && v.currentTime > 0) {
       this.latency = (performance.timeOrigin + now - (v.currentTime * 1000 + this.offset)) / 1000;
+      this.latencyKind = 'since arrival';
     }
     if (now - (this.lastTrim ?? 0) > 5000) {
       this.lastTrim = now;
@@ -401,6 +410,7 @@ export class Player extends EventTarget {
     return {
       state: this.state,
       latency: this.latency,
+      latencyKind: this.latencyKind,
       buffer: edge !== undefined ? Math.max(0, edge - v.currentTime) : 0,
       bitrate: span > 0.5 ? (bytes * 8) / span : 0,
       droppedFrames: q?.droppedVideoFrames ?? 0,
