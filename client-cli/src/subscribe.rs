@@ -400,6 +400,13 @@ async fn open_moq_pub(
     .map_err(|_| anyhow!("{broadcast} sent no catalog within {CATALOG_TIMEOUT:?}"))??;
     let catalog = MoqPubCatalog::from_json(&catalog_json)
         .context("the broadcast has no MSF catalog, and its .catalog is not moq-pub's")?;
+    if args.rendition != RenditionChoice::default() {
+        // Its catalog format names no alternates: every track is taken.
+        tracing::warn!(
+            "--rendition {} ignored: a moq-pub broadcast lists no alternate renditions",
+            args.rendition
+        );
+    }
     let init_track = catalog.init_track()?.to_string();
     let (init_sub, init_reader) = subscribe(subscriber, namespace, &init_track)
         .await

@@ -30,13 +30,14 @@ const fn rung(width: u32, height: u32, kbps: Option<u32>, gop: u32) -> Rung {
 
 /// Encodes `seconds` of one test pattern at 30 fps into one fragmented MP4 holding one
 /// video stream per rung (in rung order) and a tone; `short` = (rung, seconds) cuts a
-/// rung short.
+/// rung short; `bframes` keeps x264's B-frames (no `-tune zerolatency`).
 fn make_ladder(
     dir: &TempDir,
     name: &str,
     seconds: u32,
     rungs: &[Rung],
     short: Option<(usize, u32)>,
+    bframes: bool,
 ) -> Vec<u8> {
     let mut graph = format!("[0:v]split={}", rungs.len());
     for i in 0..rungs.len() {
@@ -73,17 +74,10 @@ fn make_ladder(
         args.extend(["-map".into(), format!("[v{i}]")]);
     }
     args.extend(["-map", "1:a", "-c:v", "libx264", "-preset", "veryfast"].map(String::from));
-    args.extend(
-        [
-            "-tune",
-            "zerolatency",
-            "-pix_fmt",
-            "yuv420p",
-            "-sc_threshold",
-            "0",
-        ]
-        .map(String::from),
-    );
+    if !bframes {
+        args.extend(["-tune", "zerolatency"].map(String::from));
+    }
+    args.extend(["-pix_fmt", "yuv420p", "-sc_threshold", "0"].map(String::from));
     for (i, r) in rungs.iter().enumerate() {
         args.extend([format!("-g:v:{i}"), r.gop.to_string()]);
         args.extend([format!("-keyint_min:v:{i}"), r.gop.to_string()]);
@@ -147,7 +141,7 @@ fn aligned_ladder_is_three_alternates_with_shared_group_numbers() {
         rung(240, 136, Some(300), 30),
         rung(160, 90, Some(100), 30),
     ];
-    let input = make_ladder(&dir, "in.mp4", 4, &rungs, None);
+    let input = make_ladder(&dir, "in.mp4", 4, &rungs, None, false);
     let result = ingest(&input, 4096, 1);
     // Every bitrate is declared (btrt from -b:v): no catalog update is needed.
     assert_eq!(result.catalogs.len(), 1, "{:?}", result.catalogs);
@@ -212,7 +206,7 @@ fn unaligned_keyframes_keep_alternates_but_stop_claiming_alignment() {
         rung(240, 136, Some(300), 45),
         rung(160, 90, Some(100), 30),
     ];
-    let input = make_ladder(&dir, "in.mp4", 4, &rungs, None);
+    let input = make_ladder(&dir, "in.mp4", 4, &rungs, None, false);
     let result = ingest(&input, 4096, 1);
 
     // Claimed at first (nothing contradicted it yet), then withdrawn by an update.
@@ -266,7 +260,7 @@ fn undeclared_bitrates_are_measured_once_and_a_short_rendition_just_ends() {
     let dir = TempDir::new("ladder-crf");
     let rungs = [rung(320, 180, None, 30), rung(160, 90, None, 30)];
     // The second rendition stops after 2 s; the first goes on to 4 s.
-    let input = make_ladder(&dir, "in.mp4", 4, &rungs, Some((1, 2)));
+    let input = make_ladder(&dir, "in.mp4", 4, &rungs, Some((1, 2)), false);
     let result = ingest(&input, 4096, 1);
 
     let first = &result.catalogs[0];
@@ -315,4 +309,29 @@ fn undeclared_bitrates_are_measured_once_and_a_short_rendition_just_ends() {
         .track("video")
         .expect("video")
         .groups_aligned());
+}
+
+#[test]
+fn b_frames_and_loops_keep_the_renditions_aligned() {
+    let dir = TempDir::new("ladder-bframes-loop");
+    let rungs = [rung(320, 180, Some(600), 30), rung(160, 90, Some(100), 30)];
+    // B-frames: decode times run ahead of presentation; groups are matched by the
+    // presentation time of their first sample.
+    let input = make_ladder(&dir, "in.mp4", 3, &rungs, None, true);
+    let result = ingest(&input, 4096, 2);
+    assert_eq!(result.catalogs.len(), 1, "{:?}", result.catalogs);
+    assert!(result.catalog.tracks.iter().all(|t| t.groups_aligned()));
+    let starts: Vec<BTreeMap<u64, f64>> = ["video", "video1"]
+        .iter()
+        .map(|name| group_starts(&result.track(name)))
+        .collect();
+    // 3 groups a pass, two passes, numbered on.
+    assert_eq!(starts[0].len(), 6, "{starts:?}");
+    assert_eq!(
+        starts[0].keys().copied().collect::<Vec<_>>(),
+        (0..6).collect::<Vec<u64>>()
+    );
+    assert_eq!(starts[0], starts[1]);
+    let audio: Vec<u64> = group_starts(&result.track("audio")).into_keys().collect();
+    assert_eq!(audio, (0..6).collect::<Vec<u64>>());
 }

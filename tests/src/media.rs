@@ -267,10 +267,11 @@ impl LiveSource {
         Self::start_with(clip, layout, &[], sink, captured)
     }
 
-    /// [`LiveSource::start`] with more ffmpeg output options, e.g. `-max_interleave_delta 0`
-    /// for a ladder with a rendition that stops early: by default ffmpeg holds the other
-    /// streams' packets back for up to 10 s waiting for the ended one, so the rest of the
-    /// clip would arrive in one burst at its end instead of live.
+    /// [`LiveSource::start`] with more ffmpeg output options, e.g.
+    /// `-max_interleave_delta 200000` for a ladder: ffmpeg's interleaver holds packets
+    /// until every stream has one queued, for up to 10 s by default, so remuxing a file
+    /// with several video streams delays fragments (by about 1 s here), and one whose
+    /// rendition stops early holds everything after that point until the end of the file.
     pub fn start_with(
         clip: &Path,
         layout: Layout,

@@ -202,8 +202,9 @@ fn subscribe_renditions(
 }
 
 /// Publishes `clip` live through a gated source, like [`media::publish_live`], with
-/// ffmpeg writing each packet as it reads it (`-max_interleave_delta 0`): a rendition that
-/// ends early must not hold the others back.
+/// ffmpeg's interleaving wait cut to 200 ms (`-max_interleave_delta`): by default a
+/// rendition that ends early holds the others back to the end of the clip, which then
+/// arrives in one burst (sent newest group first, so a subscriber skips older ones).
 fn publish_ladder(
     dir: &Path,
     origin: &Node,
@@ -222,7 +223,7 @@ fn publish_ladder(
     let source = LiveSource::start_with(
         clip,
         layout,
-        &["-max_interleave_delta", "0"],
+        &["-max_interleave_delta", "200000"],
         stdin,
         dir.join("input.mp4"),
     );
