@@ -22,6 +22,13 @@
 //! MoQ group = one GOP, starting at a keyframe; each track's CMAF header travels base64
 //! in the catalog's `initData`.
 //!
+//! Ladders (CMSF switching sets): several video tracks in one input are renditions of one
+//! source. The catalog lists them as alternates (one `altGroup`, with `bitrate`, `width`,
+//! `height`, `framerate`, `label`); every object carries a group number shared across
+//! them ([`ingest::MediaObject::group`]), so group N of each rendition starts at the same
+//! presentation time and a player can switch at any group boundary. A subscriber picks
+//! one rendition per alternate group with [`catalog::choose_tracks`].
+//!
 //! [`moq_pub`] reads the other layout in use, `moq-pub`'s (a catalogformat-01 `.catalog`
 //! and one init track shared by every track), so that its broadcasts play too.
 

@@ -16,6 +16,10 @@
 //!   a second track of the same role gets a numeric suffix (`video1`, `audio1`, ...).
 //! - unknown fields are ignored by the typed view but preserved in `extra`, so a parsed
 //!   catalog re-serialises without losing them.
+//! - video renditions of one source share an `altGroup` and are time-aligned (CMSF: group
+//!   N of each starts at the same presentation time). Where a publisher found that not to
+//!   hold (unaligned keyframes), it says so with the extension field [`GROUPS_ALIGNED`]
+//!   (`"groupsAligned": false`); [`rendition`] chooses one track per alternate group.
 
 mod error;
 pub mod rendition;
