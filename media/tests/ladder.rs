@@ -38,6 +38,7 @@ fn make_ladder(
     rungs: &[Rung],
     short: Option<(usize, u32)>,
     bframes: bool,
+    movflags: &str,
 ) -> Vec<u8> {
     let mut graph = format!("[0:v]split={}", rungs.len());
     for i in 0..rungs.len() {
@@ -94,7 +95,7 @@ fn make_ladder(
             "-f",
             "mp4",
             "-movflags",
-            "cmaf+empty_moov+frag_keyframe+default_base_moof",
+            movflags,
         ]
         .map(String::from),
     );
@@ -106,6 +107,11 @@ fn make_ladder(
 }
 
 const VIDEO_TRACKS: [&str; 3] = ["video", "video1", "video2"];
+
+/// A fragment per GOP, every track's `traf` in one `moof`.
+const PER_GOP: &str = "cmaf+empty_moov+frag_keyframe+default_base_moof";
+/// A fragment per frame and track, each in a `moof` of its own.
+const PER_FRAME: &str = "cmaf+separate_moof+delay_moov+skip_trailer+frag_every_frame";
 
 /// Per group number, the decode time (seconds) of its first object, for one track.
 fn group_starts(objects: &[&MediaObject]) -> BTreeMap<u64, f64> {
@@ -141,7 +147,7 @@ fn aligned_ladder_is_three_alternates_with_shared_group_numbers() {
         rung(240, 136, Some(300), 30),
         rung(160, 90, Some(100), 30),
     ];
-    let input = make_ladder(&dir, "in.mp4", 4, &rungs, None, false);
+    let input = make_ladder(&dir, "in.mp4", 4, &rungs, None, false, PER_GOP);
     let result = ingest(&input, 4096, 1);
     // Every bitrate is declared (btrt from -b:v): no catalog update is needed.
     assert_eq!(result.catalogs.len(), 1, "{:?}", result.catalogs);
@@ -206,7 +212,7 @@ fn unaligned_keyframes_keep_alternates_but_stop_claiming_alignment() {
         rung(240, 136, Some(300), 45),
         rung(160, 90, Some(100), 30),
     ];
-    let input = make_ladder(&dir, "in.mp4", 4, &rungs, None, false);
+    let input = make_ladder(&dir, "in.mp4", 4, &rungs, None, false, PER_GOP);
     let result = ingest(&input, 4096, 1);
 
     // Claimed at first (nothing contradicted it yet), then withdrawn by an update.
@@ -260,7 +266,7 @@ fn undeclared_bitrates_are_measured_once_and_a_short_rendition_just_ends() {
     let dir = TempDir::new("ladder-crf");
     let rungs = [rung(320, 180, None, 30), rung(160, 90, None, 30)];
     // The second rendition stops after 2 s; the first goes on to 4 s.
-    let input = make_ladder(&dir, "in.mp4", 4, &rungs, Some((1, 2)), false);
+    let input = make_ladder(&dir, "in.mp4", 4, &rungs, Some((1, 2)), false, PER_GOP);
     let result = ingest(&input, 4096, 1);
 
     let first = &result.catalogs[0];
@@ -317,7 +323,7 @@ fn b_frames_and_loops_keep_the_renditions_aligned() {
     let rungs = [rung(320, 180, Some(600), 30), rung(160, 90, Some(100), 30)];
     // B-frames: decode times run ahead of presentation; groups are matched by the
     // presentation time of their first sample.
-    let input = make_ladder(&dir, "in.mp4", 3, &rungs, None, true);
+    let input = make_ladder(&dir, "in.mp4", 3, &rungs, None, true, PER_GOP);
     let result = ingest(&input, 4096, 2);
     assert_eq!(result.catalogs.len(), 1, "{:?}", result.catalogs);
     assert!(result.catalog.tracks.iter().all(|t| t.groups_aligned()));
@@ -334,4 +340,31 @@ fn b_frames_and_loops_keep_the_renditions_aligned() {
     assert_eq!(starts[0], starts[1]);
     let audio: Vec<u64> = group_starts(&result.track("audio")).into_keys().collect();
     assert_eq!(audio, (0..6).collect::<Vec<u64>>());
+}
+
+#[test]
+fn per_frame_fragments_give_every_rendition_its_framerate_in_the_first_catalog() {
+    let dir = TempDir::new("ladder-per-frame");
+    let rungs = [
+        rung(320, 180, Some(600), 30),
+        rung(240, 136, Some(300), 30),
+        rung(160, 90, Some(100), 30),
+    ];
+    // Each track's frame 0 comes in a moof of its own: the catalog waits for all three.
+    let input = make_ladder(&dir, "in.mp4", 2, &rungs, None, false, PER_FRAME);
+    let result = ingest(&input, 4096, 1);
+    assert_eq!(result.catalogs.len(), 1, "{:?}", result.catalogs);
+    for name in VIDEO_TRACKS {
+        let track = result.catalog.track(name).expect("rendition");
+        assert_eq!(track.framerate, Some(30.0), "{name}");
+        assert!(track.bitrate.is_some(), "{name}");
+    }
+    // One object per frame and track, grouped and numbered like the per-GOP layout.
+    let starts: Vec<BTreeMap<u64, f64>> = VIDEO_TRACKS
+        .iter()
+        .map(|name| group_starts(&result.track(name)))
+        .collect();
+    assert_eq!(starts[0].len(), 2);
+    assert!(starts.iter().all(|s| s == &starts[0]), "{starts:?}");
+    assert_eq!(result.track("video2").len(), 60);
 }

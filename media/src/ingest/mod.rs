@@ -20,10 +20,12 @@
 //! is rewritten into one self-contained `moof` + `mdat` per track; the sample bytes are
 //! always copied unchanged.
 //!
-//! The catalog is emitted just before the first object, when the first fragment has
-//! arrived: the video framerate is measured from that fragment's sample durations
-//! (fragmented `moov`s carry no sample timing). If the first fragment holds no video
-//! sample, the framerate is omitted. It is emitted again, after the objects that made it
+//! The catalog is emitted just before the first object, once every video track has sent
+//! a chunk: each video framerate is measured from the sample durations of the track's
+//! first chunk (fragmented `moov`s carry no sample timing). With one fragment per track
+//! and frame (`separate_moof`), that holds the first objects back by about one frame;
+//! the wait ends after [`MAX_HELD_OBJECTS`] objects, and a framerate learnt later comes in
+//! an update. It is emitted again, after the objects that made it
 //! change, when the media taught something new: the bitrate of a track that declares none,
 //! measured over its first [`BITRATE_WINDOW_SECS`] seconds; or that the video alternates'
 //! groups are not aligned after all.
@@ -48,6 +50,10 @@ mod split;
 mod timeline;
 
 pub use bitrate::BITRATE_WINDOW_SECS;
+
+/// Objects held back, before the first catalog, waiting for every video track's first
+/// chunk: a video track that starts later than this gets its framerate in an update.
+pub const MAX_HELD_OBJECTS: usize = 32;
 pub use error::{IngestError, RECOMMENDED_MOVFLAGS};
 pub use event::{IngestEvent, MediaObject};
 pub use framing::MAX_TOP_LEVEL_BOX;
@@ -101,6 +107,9 @@ pub struct CmafIngest {
     /// The producer time (`prft`) in front of the next `moof`, and its track's id.
     pending_prft: Option<(u32, ProducerTime)>,
     catalog_sent: bool,
+    /// Objects made before the first catalog could be sent (waiting for every video
+    /// track's first chunk).
+    held: Vec<MediaObject>,
     /// Stream offset where the current pass over the file began (absolute
     /// `base_data_offset`s count from there).
     pass_start: u64,
@@ -130,6 +139,7 @@ impl CmafIngest {
             pending_moof: None,
             pending_prft: None,
             catalog_sent: false,
+            held: Vec::new(),
             pass_start: 0,
             deferred: None,
             failed: false,
@@ -243,8 +253,12 @@ impl CmafIngest {
     fn fail(
         &mut self,
         err: IngestError,
-        events: Vec<IngestEvent>,
+        mut events: Vec<IngestEvent>,
     ) -> Result<Vec<IngestEvent>, IngestError> {
+        if !self.catalog_sent && !self.held.is_empty() {
+            // Good objects held back for the first catalog go out before the error.
+            self.emit_catalog(&mut events);
+        }
         if events.is_empty() {
             self.failed = true;
             Err(err)
@@ -411,20 +425,26 @@ impl CmafIngest {
             });
         };
         let chunks = tracks.split(fragment)?;
-        if !self.catalog_sent {
-            events.push(IngestEvent::Catalog(tracks.catalog(&chunks)));
-            self.catalog_sent = true;
-        }
         let objects = tracks.objects(fragment, chunks)?;
-        events.extend(objects.into_iter().map(IngestEvent::Object));
-        events.extend(tracks.catalog_update().map(IngestEvent::Catalog));
+        if self.catalog_sent {
+            events.extend(objects.into_iter().map(IngestEvent::Object));
+            events.extend(tracks.catalog_update().map(IngestEvent::Catalog));
+            return Ok(());
+        }
+        let seen = tracks.every_video_track_seen();
+        self.held.extend(objects);
+        if seen || self.held.len() >= MAX_HELD_OBJECTS {
+            self.emit_catalog(events);
+        }
         Ok(())
     }
 
+    /// The first catalog, then the objects held back for it.
     fn emit_catalog(&mut self, events: &mut Vec<IngestEvent>) {
         if let Some(tracks) = &mut self.tracks {
-            events.push(IngestEvent::Catalog(tracks.catalog(&[])));
+            events.push(IngestEvent::Catalog(tracks.catalog()));
             self.catalog_sent = true;
+            events.extend(self.held.drain(..).map(IngestEvent::Object));
         }
     }
 }

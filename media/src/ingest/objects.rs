@@ -58,16 +58,21 @@ impl Tracks {
         Ok(chunks)
     }
 
-    /// The first catalog, with video framerates measured from `chunks` (the first
-    /// fragment's).
-    pub fn catalog(&mut self, chunks: &[TrackChunk]) -> Catalog {
-        for track in 0..self.movie.tracks.len() {
-            if let Some(framerate) = measured_framerate(&self.movie, chunks, track) {
-                self.facts.framerates[track] = Some(framerate);
-            }
-        }
+    /// The catalog as it stands (the first one, or any later one): what it says is taken
+    /// as published.
+    pub fn catalog(&mut self) -> Catalog {
         self.catalog_changed = false;
         self.movie.catalog(&self.facts)
+    }
+
+    /// Whether every video track has had a chunk, so the catalog can give each a
+    /// framerate.
+    pub fn every_video_track_seen(&self) -> bool {
+        self.movie
+            .tracks
+            .iter()
+            .zip(&self.facts.framerates)
+            .all(|(track, framerate)| track.kind != MediaKind::Video || framerate.is_some())
     }
 
     /// The catalog again, if what it says changed since it was last taken.
@@ -102,6 +107,13 @@ impl Tracks {
         let pass_through = fragment.moof.traf.len() == 1 && !self.timeline.rewriting();
         let mut objects = Vec::with_capacity(chunks.len());
         for chunk in chunks {
+            if self.facts.framerates[chunk.track].is_none() {
+                // From the track's first chunk (fragmented moovs carry no sample timing).
+                if let Some(framerate) = measured_framerate(&self.movie, &chunk) {
+                    self.facts.framerates[chunk.track] = Some(framerate);
+                    self.catalog_changed = true;
+                }
+            }
             let track = &self.movie.tracks[chunk.track];
             let decode_time = self.timeline.place(
                 chunk.track,
@@ -208,16 +220,15 @@ fn rewrite(
         .map_err(IngestError::Encode)
 }
 
-/// Frames per second of a video track, from the most common sample duration of its chunk
-/// in the first fragment (ffmpeg sometimes gives the very first sample an odd duration).
-fn measured_framerate(movie: &Movie, chunks: &[TrackChunk], track: usize) -> Option<f64> {
+/// Frames per second of a video track, from the most common sample duration of one of
+/// its chunks (ffmpeg sometimes gives the very first sample an odd duration).
+fn measured_framerate(movie: &Movie, chunk: &TrackChunk) -> Option<f64> {
     /// Enough samples for a reliable answer without walking a huge run.
     const MAX_SAMPLES: usize = 1000;
-    let info = &movie.tracks[track];
+    let info = &movie.tracks[chunk.track];
     if info.kind != MediaKind::Video {
         return None;
     }
-    let chunk = chunks.iter().find(|c| c.track == track)?;
     let default = chunk
         .traf
         .tfhd
