@@ -21,7 +21,7 @@ function run(feed, events) {
     let actions;
     if (kind === 'obj') actions = feed.push(track, obj(track, g, o));
     else if (kind === 'end') actions = feed.groupEnded(track, g);
-    else if (kind === 'force') actions = feed.force();
+    else if (kind === 'cancel') actions = feed.cancel().actions;
     for (const a of actions) out.push(a.append ?? `init:${a.init.name}@${a.at}`);
   }
   return out;
@@ -101,19 +101,48 @@ test('a new rendition that starts later than asked: the old one plays on to meet
   assert.deepEqual(got, ['video:11.0', 'init:video1@12', 'video1:12.0']);
 });
 
-test('force: an old group that does not finish is given up once the new one has a group', () => {
+test('a switch at a set group: the old one waits from that group, and is dropped once the new one brings it', () => {
+  const feed = new SlotFeed(A);
+  run(feed, [['obj', 'video', 10, 0], ['obj', 'video', 10, 1]]);
+  // The player begins as the old rendition starts group 11.
+  assert.equal(feed.begin(B, { at: 11 }), 11);
+  const got = run(feed, [
+    ['obj', 'video', 11, 0], // held, not appended
+    ['obj', 'video', 11, 1],
+    ['obj', 'video1', 11, 0], // the new one's start of 11: switch at once
+    ['obj', 'video', 11, 2], // left
+    ['obj', 'video1', 11, 1],
+  ]);
+  assert.deepEqual(got, ['init:video1@11', 'video1:11.0', 'video1:11.1']);
+});
+
+test('a switch at a set group that the new one does not bring in time: cancel plays the old objects held', () => {
   const feed = new SlotFeed(A);
   run(feed, [['obj', 'video', 10, 0]]);
-  feed.begin(B);
-  assert.deepEqual(run(feed, [['force']]), [], 'nothing to switch to yet');
-  assert.deepEqual(run(feed, [['obj', 'video1', 11, 0], ['force']]), ['init:video1@11', 'video1:11.0']);
+  feed.begin(B, { at: 11 });
+  assert.equal(feed.joined, false);
+  const got = run(feed, [['obj', 'video', 11, 0], ['obj', 'video', 11, 1], ['cancel'], ['obj', 'video', 11, 2], ['obj', 'video1', 11, 0]]);
+  assert.deepEqual(got, ['video:11.0', 'video:11.1', 'video:11.2']);
+});
+
+test('a switch at a set group where the new one starts a group later: the old one plays that group first', () => {
+  const feed = new SlotFeed(A);
+  run(feed, [['obj', 'video', 10, 0]]);
+  feed.begin(B, { at: 11 });
+  const got = run(feed, [
+    ['obj', 'video', 11, 0],
+    ['obj', 'video1', 12, 0], // no 11 from the new one
+    ['obj', 'video', 11, 1],
+    ['obj', 'video', 12, 0], // the old one reaches 12: 11 was whole
+  ]);
+  assert.deepEqual(got, ['video:11.0', 'video:11.1', 'init:video1@12', 'video1:12.0']);
 });
 
 test('cancel: back to the rendition playing, the other one ignored', () => {
   const feed = new SlotFeed(A);
   run(feed, [['obj', 'video', 10, 0]]);
   feed.begin(B);
-  assert.equal(feed.cancel().name, 'video1');
+  assert.equal(feed.cancel().track.name, 'video1');
   assert.deepEqual(run(feed, [['obj', 'video1', 11, 0], ['end', 'video', 10], ['obj', 'video', 11, 0]]), ['video:11.0']);
   assert.equal(feed.begin(A), undefined, 'a switch to the rendition playing is none');
   assert.equal(feed.switching, false);

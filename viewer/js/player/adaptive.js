@@ -5,11 +5,18 @@
  * automatic choice: the bandwidth estimate (estimator.js, probes: probe.js), the decision
  * (abr.js), and the quality the viewer forced from the menu.
  *
- * A switch: SUBSCRIBE to the new rendition with an AbsoluteStart filter at the next group
- * (a relay that ignores the filter sends its newest group; the feed drops what is not
- * needed), keep taking the old one until its group is done, append the new init segment
- * and go on with the new one, then unsubscribe the old one. Audio is another slot and is
- * never touched, so it never gaps.
+ * A switch is decided at any time but begins at a group boundary: when the old rendition
+ * brings the first object of a group, SUBSCRIBE to the new one with an AbsoluteStart
+ * filter at that group, hold the old one's objects of it (feed.js), and as soon as the
+ * new one brings the group's start append its init segment and go on with it, then
+ * unsubscribe the old one. Begun there, even a relay that ignores the filter (and serves
+ * a new subscription from the start of its newest group) sends only what is needed;
+ * begun mid-group, it would send the whole current group of the new rendition for
+ * nothing (154 kB of the 480p rung, measured behind 1.5 Mbit/s: a stall). If the new
+ * rendition does not come within JOIN_WAIT_MS, the old one's held objects are played
+ * and the switch is tried again at the next boundary; a boundary that does not come
+ * within PLAN_WAIT_MS (the old rendition stuck) starts the switch at once. Audio is
+ * another slot and is never touched, so it never gaps.
  *
  * The estimate reads the link through the page's clock; a blocked main thread would
  * read as a slow link, so blocks are reported to it: long tasks (PerformanceObserver,
@@ -30,13 +37,20 @@ import { probeCount, runProbe } from './probe.js';
 const STORAGE_KEY = 'stagecast.bandwidth';
 const SAVE_EVERY_MS = 5000;
 /** A probe at most this often, and only when not on the top rung (ms). */
-const PROBE_EVERY_MS = 2500;
-/** A probe's budget: this much of a second at the estimate (or the rung's bitrate). */
-const PROBE_SECONDS = 0.2;
-const PROBE_MIN_BYTES = 16 * 1024;
+const PROBE_EVERY_MS = 5000;
+/**
+ * A probe's budget: this much of a second at the estimate (or the rung's bitrate), and
+ * at least PROBE_MIN_BYTES: a rate-limited link lets a first burst through at line rate
+ * (a tbf bucket of 16 kB read 30 Mbit/s on a 1.5 Mbit/s link with 16 kB probes), so a
+ * probe has to be several times that to read the rate.
+ */
+const PROBE_SECONDS = 0.25;
+const PROBE_MIN_BYTES = 64 * 1024;
 const PROBE_MAX_BYTES = 512 * 1024;
-/** A switch still waiting for the old rendition's group after this is forced (ms). */
-const SWITCH_FORCE_MS = 4000;
+/** A switch whose new rendition has not brought its first group by then is put off (ms). */
+const JOIN_WAIT_MS = 1500;
+/** A planned switch whose boundary has not come by then begins anyway (ms). */
+const PLAN_WAIT_MS = 3000;
 /** A rendition that failed to subscribe is left out of the automatic choice this long. */
 const FAILED_FOR_MS = 30000;
 /** Object sizes remembered for probes: this many groups per track. */
@@ -71,6 +85,7 @@ export class Adaptive extends EventTarget {
     this.switches = 0;
     this.switchLog = []; // [{from, to, at, group, reason}]
     this.pendingSince = undefined;
+    this.planned = null; // {slot, track, reason, since}: a switch waiting for a boundary
     this.lastSwitchAt = undefined;
     this.lastDownAt = undefined;
     this.lastProbeAt = -Infinity;
@@ -139,7 +154,9 @@ export class Adaptive extends EventTarget {
 
   /** The session ended: its subscriptions are gone, and so is any switch under way. */
   detach() {
-    for (const feed of this.feeds.values()) feed.cancel();
+    // Old objects a switch held are still media: they play (the sink outlives sessions).
+    for (const slot of this.slots) this.apply(slot, this.feeds.get(slot.key).cancel().actions);
+    this.planned = null;
     this.subs.clear();
     this.session = null;
     this.pendingSince = undefined;
@@ -167,6 +184,16 @@ export class Adaptive extends EventTarget {
 
   objectArrived(slot, track, obj) {
     if (obj.status !== 0 || obj.payload.length === 0) return;
+    // Bytes of a rendition being switched to that the old one already covers: what a
+    // relay that ignores the start-group filter costs the link.
+    const feed = this.feeds.get(slot.key);
+    if (feed.pending?.track.name === track.name && obj.groupId <= feed.group) this.pendingWasted += obj.payload.length;
+    // The old rendition begins a group: the planned switch begins with it.
+    const plan = this.planned;
+    if (plan?.slot === slot && track.name === feed.track.name && !feed.switching && obj.objectId === 0 && obj.groupId > feed.group) {
+      this.planned = null;
+      this.begin(slot, plan.track, plan.reason, performance.now(), obj.groupId);
+    }
     const t = track.timescale ? decodeTime(obj.payload) : undefined;
     const mediaMs = t !== undefined ? (t / track.timescale) * 1000 : undefined;
     this.estimator.object(obj.arrival ?? performance.now(), obj.payload.length, { track: track.name, mediaMs });
@@ -208,23 +235,46 @@ export class Adaptive extends EventTarget {
     const tookMs = Math.round(performance.now() - this.pendingSince);
     // okMs: how long the new subscription took to be answered; asked: the group it was
     // asked to start at (group: where the hand-over happened).
-    const entry = { from: from?.name, to: track.name, group, asked: this.pendingAsked, at: Date.now(), tookMs, okMs: this.pendingOkMs, reason: this.pendingReason };
+    // wasted: bytes of the new rendition received for groups the old one covered.
+    const entry = { from: from?.name, to: track.name, group, asked: this.pendingAsked, at: Date.now(), tookMs, okMs: this.pendingOkMs, wasted: this.pendingWasted, reason: this.pendingReason };
     this.switchLog.push(entry);
     if (this.switchLog.length > 20) this.switchLog.shift();
     this.pendingSince = undefined;
     this.dispatchEvent(new CustomEvent('switch', { detail: entry }));
   }
 
-  /** Starts a switch of `slot` to `track` (not waiting for the subscription). */
-  begin(slot, track, reason, now) {
+  /**
+   * Plans a switch of `slot` to `track`, to begin at the next group boundary; a switch
+   * under way to another rendition is given up.
+   */
+  plan(slot, track, reason, now) {
     const feed = this.feeds.get(slot.key);
-    if (!this.session || track.name === (feed.pending?.track.name ?? feed.track.name)) return;
-    const dropped = feed.cancel();
-    if (dropped && dropped.name !== feed.track.name) this.unsubscribe(dropped.name);
-    if (track.name === feed.track.name) return; // back to the one playing: nothing to do
+    if (!this.session || track.name === (feed.pending?.track.name ?? this.planned?.track.name)) return;
+    if (feed.pending) this.giveUp(slot);
+    if (track.name === feed.track.name) {
+      this.planned = null; // back to the one playing: nothing to do
+      return;
+    }
+    this.planned = { slot, track, reason, since: now };
+  }
+
+  /** Gives up the switch under way in `slot`: the old rendition's held objects play. */
+  giveUp(slot) {
+    const feed = this.feeds.get(slot.key);
+    const { track, actions } = feed.cancel();
+    if (track && track.name !== feed.track.name) this.unsubscribe(track.name);
+    this.pendingSince = undefined;
+    this.apply(slot, actions);
+    return track;
+  }
+
+  /** Starts a switch of `slot` to `track` (at group `at`, if given), subscribing to it. */
+  begin(slot, track, reason, now, at) {
+    const feed = this.feeds.get(slot.key);
+    if (!this.session || feed.switching || track.name === feed.track.name) return;
     this.pendingFrom = feed.track;
     this.pendingReason = reason;
-    const fromGroup = feed.begin(track);
+    const fromGroup = feed.begin(track, { at });
     this.pendingSince = now;
     // The holds keep the automatic choice from flapping; the viewer's choice sets none,
     // so Auto after a chosen rung is free to climb at once.
@@ -233,13 +283,13 @@ export class Adaptive extends EventTarget {
       if (track.bitrate < feed.track.bitrate) this.lastDownAt = now;
     }
     this.pendingAsked = fromGroup;
+    this.pendingWasted = 0;
     this.pendingOkMs = undefined;
     this.subscribe(slot, track, fromGroup).then(() => {
       this.pendingOkMs = Math.round(performance.now() - now);
     }, (err) => {
       // Not served (gone from the relay, refused): stay, and leave it out for a while.
-      if (feed.pending?.track.name === track.name) feed.cancel();
-      this.pendingSince = undefined;
+      if (feed.pending?.track.name === track.name) this.giveUp(slot);
       this.failed.set(track.name, now + FAILED_FOR_MS);
       this.lastError = `cannot switch to ${track.name}: ${err.message}`;
     });
@@ -255,7 +305,7 @@ export class Adaptive extends EventTarget {
     const slot = videoSlot(this.slots);
     const track = slot?.renditions.find((r) => r.name === mode);
     this.mode = track ? mode : 'auto';
-    if (track) this.begin(slot, track, 'chosen', now);
+    if (track) this.plan(slot, track, 'chosen', now);
   }
 
   /**
@@ -277,9 +327,18 @@ export class Adaptive extends EventTarget {
     const current = ladder.findIndex((r) => r.name === feed.track.name);
     this.slow = slowVerdict(this.slow, { lowest: ladder[0].bitrate, estimate, onLowest: current === 0, stalled, buffer, target, now });
     if (feed.switching) {
-      // The old rendition's group is not finishing (a narrow link): switch as soon as
-      // the new one has a whole group, giving up the rest of the old one.
-      if (now - this.pendingSince > SWITCH_FORCE_MS || (stalled && buffer < 0.05)) this.apply(slot, feed.force());
+      // The new rendition has not brought its first group: play on with the old one and
+      // try again at the next boundary.
+      if (!feed.joined && now - this.pendingSince > JOIN_WAIT_MS) {
+        const track = this.giveUp(slot);
+        if (track) this.plan(slot, track, this.pendingReason, now);
+      }
+      return;
+    }
+    if (this.planned && now - this.planned.since > PLAN_WAIT_MS) {
+      const { track, reason } = this.planned;
+      this.planned = null;
+      this.begin(slot, track, reason, now);
       return;
     }
     if (this.mode === 'auto' && current >= 0) {
@@ -287,15 +346,16 @@ export class Adaptive extends EventTarget {
       const d = decide({ ladder, current, estimate, recent, buffer, target, now, lastSwitchAt: this.lastSwitchAt, lastDownAt: this.lastDownAt });
       this.reason = d.reason;
       if (d.index !== current) {
-        this.begin(slot, ladder[d.index], d.reason, now);
+        this.plan(slot, ladder[d.index], d.reason, now);
         return;
       }
+      if (this.planned?.reason !== 'chosen') this.planned = null; // no longer wanted
       if (current < ladder.length - 1 && !this.slow.tooSlow) this.maybeProbe(now, feed, estimate, buffer, target);
     }
   }
 
   maybeProbe(now, feed, estimate, buffer, target) {
-    if (this.probing || now - this.lastProbeAt < PROBE_EVERY_MS || buffer < target * 0.7) return;
+    if (this.probing || now - this.lastProbeAt < PROBE_EVERY_MS || buffer < target * 0.5) return;
     const sizes = this.sizes.get(feed.track.name)?.get(feed.group - 1);
     if (!sizes) return;
     const rate = estimate ?? feed.track.bitrate;
@@ -339,7 +399,7 @@ export class Adaptive extends EventTarget {
       rendition: feed?.track.name,
       renditionLabel: feed ? labelOf(feed.track) : undefined,
       renditionBitrate: feed?.track.bitrate,
-      switchingTo: feed?.pending?.track.name,
+      switchingTo: feed?.pending?.track.name ?? this.planned?.track.name,
       renditions: slot ? slot.renditions.map((r) => ({ name: r.name, label: labelOf(r, { withRate: true }), bitrate: r.bitrate, width: r.width, height: r.height })) : [],
       quality: this.mode,
       estimate: this.estimator.estimate(now),

@@ -9,13 +9,19 @@
  * the start of its newest group), and a video group is joined only at its first object
  * (a keyframe).
  *
- * A switch (`begin(track)`): the new rendition is subscribed before the old one is left,
- * so both arrive for a while. The new one's objects are held until the old one has
+ * A switch (`begin(track, {at})`): the new rendition is subscribed before the old one is
+ * left, so both arrive for a while. The new one's objects are held until the old one has
  * finished the group before the new one's first whole group (its stream ended, or it sent
  * an object of a later group); then the actions are: the new init segment, the held
  * objects, and from then on the new rendition only (the old one's objects are dropped,
  * and the player unsubscribes it). Group N of every rendition starts at the same media
  * time, so the media is continuous across the boundary.
+ *
+ * With `at` (the player starts a switch when the old rendition begins group `at`), the
+ * old rendition's objects of group `at` on are held too, not appended: the switch happens
+ * as soon as the new one brings the start of `at`, and a relay that serves a new
+ * subscription from the start of its newest group then sends nothing the old one already
+ * covered. `cancel()` gives the held old objects back (the new one did not come in time).
  */
 
 export class SlotFeed {
@@ -32,21 +38,36 @@ export class SlotFeed {
     return this.pending !== null;
   }
 
-  /** Starts a switch to `track`; returns the first group it can take over at. */
-  begin(track) {
+  /**
+   * Starts a switch to `track`, at group `at` if given; returns the first group it can
+   * take over at.
+   */
+  begin(track, { at } = {}) {
     if (track.name === this.track.name) {
       this.pending = null;
       return undefined;
     }
-    this.pending = { track, held: [] };
-    return this.group + 1;
+    this.pending = { track, held: [], at, oldHeld: [] };
+    return at ?? this.group + 1;
   }
 
-  /** Gives up a switch under way (a session ended, the choice changed back). */
+  /**
+   * Gives up a switch under way (a session ended, the choice changed, the new rendition
+   * did not come): {track: the one given up, actions: the old rendition's held objects,
+   * to append after all}.
+   */
   cancel() {
-    const was = this.pending?.track;
+    const pending = this.pending;
     this.pending = null;
-    return was;
+    if (!pending) return { track: undefined, actions: [] };
+    const actions = [];
+    for (const o of pending.oldHeld) if (this.accept(o)) actions.push({ append: o.payload });
+    return { track: pending.track, actions };
+  }
+
+  /** Whether the new rendition of a switch under way has brought a group start yet. */
+  get joined() {
+    return this.pending !== null && this.switchPoint() !== undefined;
   }
 
   /**
@@ -60,6 +81,11 @@ export class SlotFeed {
         const at = this.switchPoint();
         // The old rendition reached a group the new one has from its start: switch there.
         if (at !== undefined && obj.groupId >= at) return this.complete(at);
+        // Switching at a set group: the old one's objects from it wait for the new one.
+        if (this.pending.at !== undefined && obj.groupId >= this.pending.at) {
+          this.pending.oldHeld.push(obj);
+          return out;
+        }
       }
       if (this.accept(obj)) out.push({ append: obj.payload });
       return out;
@@ -68,7 +94,10 @@ export class SlotFeed {
     if (obj.groupId <= this.group) return out; // the old one covers that time
     this.pending.held.push(obj);
     const at = this.switchPoint();
-    if (at !== undefined && this.ended >= at - 1 && this.group >= at - 1) return this.complete(at);
+    if (at === undefined) return out;
+    if (this.ended >= at - 1 && this.group >= at - 1) return this.complete(at);
+    // The old one is already past the end of at - 1 (it began group at or later).
+    if (this.pending.oldHeld.some((o) => o.groupId >= at)) return this.complete(at);
     return out;
   }
 
@@ -82,16 +111,6 @@ export class SlotFeed {
     return [];
   }
 
-  /**
-   * Switches now if the new rendition holds a whole group after ours (the old one is
-   * too slow to finish its group in time: the rest of that group is given up).
-   */
-  force() {
-    if (!this.pending) return [];
-    const at = this.switchPoint();
-    return at === undefined ? [] : this.complete(at);
-  }
-
   /** The first group after ours the new rendition has from its first object, if any. */
   switchPoint() {
     let at;
@@ -102,13 +121,16 @@ export class SlotFeed {
   }
 
   complete(at) {
-    const { track, held } = this.pending;
+    const { track, held, oldHeld } = this.pending;
     this.pending = null;
+    // Old objects held before the switch point are still the old rendition's to play.
+    const out = [];
+    for (const o of oldHeld) if (o.groupId < at && this.accept(o)) out.push({ append: o.payload });
     this.track = track;
     this.group = -1;
     this.next = 0;
     this.ended = -1;
-    const out = [{ init: track, at }];
+    out.push({ init: track, at });
     held.sort((a, b) => a.groupId - b.groupId || a.objectId - b.objectId);
     for (const o of held) if (o.groupId >= at && this.accept(o)) out.push({ append: o.payload });
     return out;
