@@ -15,7 +15,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use stagecast_proto::interaction::STREAM_HEADER;
 use stagecast_proto::varint::get_varint;
 
-use crate::delivery::{StreamOrder, TimedSend};
+use crate::delivery::{Lines, StreamOrder, TimedSend};
 use crate::goaway::{ControlSlot, GoAwayNotice, RequestIds};
 use crate::metrics::Metrics;
 use tokio::io::AsyncReadExt;
@@ -46,6 +46,7 @@ pub struct DemuxSession {
     inner: Session,
     moq: Arc<tokio::sync::Mutex<mpsc::Receiver<MoqStream>>>,
     order: StreamOrder,
+    lines: Lines,
     metrics: Metrics,
     control: ControlSlot,
 }
@@ -71,6 +72,7 @@ impl DemuxSession {
             requests.clone(),
         ));
         let closed = session.clone();
+        let session_for_lines = session.clone();
         let send_goaway = crate::goaway::send_on_drain(goaway, control.clone(), requests);
         tokio::spawn(async move {
             tokio::select! {
@@ -82,9 +84,15 @@ impl DemuxSession {
             inner: session,
             moq: Arc::new(tokio::sync::Mutex::new(moq_rx)),
             order: StreamOrder::default(),
+            lines: Lines::new(session_for_lines, metrics.clone()),
             metrics,
             control,
         }
+    }
+
+    /// The connection's lines of groups (see `delivery`), to mark a relay link once known.
+    pub fn lines(&self) -> &Lines {
+        &self.lines
     }
 }
 
@@ -224,7 +232,14 @@ impl web_transport_trait::Session for DemuxSession {
     }
 
     async fn open_uni(&self) -> Result<Self::SendStream, Self::Error> {
-        TimedSend::open_uni(&self.inner, &self.order, &self.metrics, &self.control).await
+        TimedSend::open_uni(
+            &self.inner,
+            &self.order,
+            &self.metrics,
+            &self.control,
+            &self.lines,
+        )
+        .await
     }
 
     fn send_datagram(&self, payload: Bytes) -> Result<(), Self::Error> {

@@ -42,6 +42,7 @@ pub async fn serve_session(relay: Relay, accepted: Accepted) -> Result<(), Sessi
         relay.metrics().clone(),
         relay.goaway_notice(),
     );
+    let lines = demux.lines().clone();
     let setup_timeout = relay.config().sessions.setup_timeout;
     let setup = Session::accept(
         moq_transport::session::transport::Session::new(demux, accepted.url.clone()),
@@ -71,6 +72,9 @@ pub async fn serve_session(relay: Relay, accepted: Accepted) -> Result<(), Sessi
             return Ok(());
         }
     };
+    if auth.is_relay_link() {
+        lines.set_relay_link();
+    }
     let allowance = auth
         .is_relay_link()
         .then(|| StreamAllowance::relay_link(transport.clone()));
