@@ -248,8 +248,8 @@ pub fn assert_suffix_of(input: &Path, output: &Path) -> usize {
 
 /// A live source: ffmpeg re-muxes `clip` at real-time speed (`-re`), and its output is
 /// written to `sink` (a publisher's stdin) and captured to a file for comparison. Only the
-/// init segment and the first fragment pass until [`LiveSource::open_gate`] is called, so
-/// a test can set up its subscribers while the first group is still the newest.
+/// init segment and the first fragment (of each track) pass until [`LiveSource::open_gate`]
+/// is called, so a test can set up its subscribers while the first group is the newest.
 pub struct LiveSource {
     ffmpeg: Child,
     gate: Option<mpsc::Sender<()>>,
@@ -364,21 +364,50 @@ impl Drop for LiveSource {
     }
 }
 
-/// Where the first fragment (the first `mdat` after `moov`) ends, once it is whole. The
-/// publisher sends its catalog with the first fragment, so that much must pass the gate.
+/// Where the first fragment of every track ends (the `mdat` after which each track the
+/// `moov` declares has had a `moof`, or the 16th fragment), once it is whole. The publisher
+/// sends its catalog once every video track has sent a chunk, so that much must pass the
+/// gate: one fragment when a `moof` holds every track, one per track with `separate_moof`.
 fn first_fragment_end(data: &[u8]) -> Option<usize> {
-    let mut offset = 0usize;
-    let mut seen_moov = false;
-    while offset + 8 <= data.len() {
-        let size = u32::from_be_bytes(data[offset..offset + 4].try_into().ok()?) as usize;
-        let kind = &data[offset + 4..offset + 8];
-        if size < 8 || offset + size > data.len() {
-            return None;
-        }
-        offset += size;
-        seen_moov |= kind == b"moov";
-        if seen_moov && kind == b"mdat" {
-            return Some(offset);
+    /// `(type, body)` of each whole box in `data`, stopping at the first incomplete one.
+    fn boxes(data: &[u8]) -> impl Iterator<Item = (&[u8], &[u8], usize)> {
+        let mut offset = 0usize;
+        std::iter::from_fn(move || {
+            let size = u32::from_be_bytes(data.get(offset..offset + 4)?.try_into().ok()?) as usize;
+            let kind = data.get(offset + 4..offset + 8)?;
+            if size < 8 || offset + size > data.len() {
+                return None;
+            }
+            let body = &data[offset + 8..offset + size];
+            offset += size;
+            Some((kind, body, offset))
+        })
+    }
+    let mut tracks: Option<usize> = None;
+    let mut seen: Vec<u32> = Vec::new();
+    let mut fragments = 0;
+    for (kind, body, end) in boxes(data) {
+        match kind {
+            b"moov" => tracks = Some(boxes(body).filter(|(k, _, _)| *k == b"trak").count()),
+            b"moof" => {
+                for (_, traf, _) in boxes(body).filter(|(k, _, _)| *k == b"traf") {
+                    let tfhd = boxes(traf).find(|(k, _, _)| *k == b"tfhd");
+                    // tfhd: version and flags (4 bytes), then track_ID.
+                    let id = tfhd.and_then(|(_, b, _)| {
+                        Some(u32::from_be_bytes(b.get(4..8)?.try_into().ok()?))
+                    });
+                    if let Some(id) = id.filter(|id| !seen.contains(id)) {
+                        seen.push(id);
+                    }
+                }
+            }
+            b"mdat" if tracks.is_some() => {
+                fragments += 1;
+                if tracks.is_some_and(|n| seen.len() >= n) || fragments >= 16 {
+                    return Some(end);
+                }
+            }
+            _ => {}
         }
     }
     None

@@ -440,6 +440,9 @@ fn unaligned_keyframes_still_play_and_the_catalog_stops_claiming_alignment() {
         .collect();
     assert_eq!(catalogs.len(), 2, "{catalogs:?}");
     for name in VIDEO_TRACKS {
+        // Per-frame fragments: each rendition's first chunk has its own moof, and the
+        // first catalog still has every framerate.
+        assert_eq!(track(&catalogs[0], name)["framerate"], 30, "{name}");
         assert!(track(&catalogs[0], name).get("groupsAligned").is_none());
         let t = track(&catalogs[1], name);
         assert_eq!(t["groupsAligned"], false, "{name}: {t}");
