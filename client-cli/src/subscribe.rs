@@ -34,7 +34,7 @@ use url::Url;
 
 use crate::connect::{connect_session, ConnectArgs};
 use crate::continuity::Continuity;
-use crate::track_reader::{first_object_joined, read_track, Received, ServerGoingAway};
+use crate::track_reader::{first_object_joined, read_track, Received, ServerGoingAway, StaleGrace};
 
 /// Fragments waiting to be written; the readers wait when the output is slower.
 const OUTPUT_QUEUE: usize = 64;
@@ -81,6 +81,7 @@ pub async fn run(args: SubscribeArgs) -> anyhow::Result<()> {
         &args,
         namespace,
         connection.subscriber,
+        StaleGrace::of(&connection.transport),
         goaway,
         &mut moved,
         output,
@@ -127,6 +128,7 @@ async fn receive(
     args: &SubscribeArgs,
     namespace: TrackNamespace,
     subscriber: Subscriber,
+    grace: StaleGrace,
     mut goaway: watch::Receiver<Option<GoAway>>,
     moved: &mut Vec<MovedSession>,
     mut output: Box<dyn AsyncWrite + Unpin + Send>,
@@ -150,7 +152,7 @@ async fn receive(
         subscriptions.push(sub);
         readers.spawn(numbered(
             session_number,
-            read_track(name.clone(), reader, tx.clone()),
+            read_track(name.clone(), reader, tx.clone(), grace.clone()),
         ));
     }
     // Kept for the readers of a session moved to; dropped once no reader is left, so the
@@ -220,8 +222,9 @@ async fn receive(
                 match move_session(args, &notice, &current_url, &namespace, &tracks).await {
                     Ok((session, url, next_goaway, track_readers)) => {
                         session_number += 1;
+                        let grace = StaleGrace::of(&session.transport);
                         for (name, reader) in track_readers {
-                            readers.spawn(numbered(session_number, read_track(name, reader, tx.clone())));
+                            readers.spawn(numbered(session_number, read_track(name, reader, tx.clone(), grace.clone())));
                         }
                         tracing::info!("the server is going away: moved to {url}");
                         awaiting_goaway = None;

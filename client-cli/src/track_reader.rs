@@ -1,6 +1,7 @@
 //! Reading one MoQ media track for `stagecast subscribe`: the first object 0 of a track
 //! (by its subscription or a Joining FETCH), then its objects group by group, giving up
-//! a group left open once a newer one has begun, and whole objects only, size-bounded.
+//! a group left open once a newer one has begun (after a grace that follows the
+//! connection's round trip), and whole objects only, size-bounded.
 
 use std::time::Duration;
 
@@ -183,17 +184,44 @@ async fn fetch_first_object(
     bail!("the Joining FETCH ended without object 0")
 }
 
-/// How long a group may stay silent once a newer group of its track has begun before the
-/// reader gives up on the rest of it. A sender has to FIN a finished subgroup stream
+/// Least time a group may stay silent once a newer group of its track has begun before
+/// the reader gives up on the rest of it. A sender has to FIN a finished subgroup stream
 /// (draft-18 "Closing Subgroup Streams"), but a relay that holds the FIN back would
-/// otherwise stall the track behind one group; objects still in flight arrive well within
-/// this.
-const STALE_GROUP_GRACE: Duration = Duration::from_millis(500);
+/// otherwise stall the track behind one group.
+const STALE_GROUP_GRACE_FLOOR: Duration = Duration::from_millis(500);
+/// The grace in round trips, when that is more than the floor: the rest of a group can be
+/// silent while a lost packet is detected and sent again (about one and a half round
+/// trips), or several times over when the retransmission is lost too. At 100 ms and 2%
+/// loss a 500 ms grace dropped group tails that arrived later (docs/testing.md).
+const STALE_GROUP_GRACE_RTTS: u32 = 12;
+/// Most time a silent group is waited for, however long the round trip.
+const STALE_GROUP_GRACE_CAP: Duration = Duration::from_secs(5);
+
+/// The grace for a silent group on a connection whose smoothed round trip is `rtt`.
+fn stale_group_grace(rtt: Option<Duration>) -> Duration {
+    let by_rtt = rtt.unwrap_or_default() * STALE_GROUP_GRACE_RTTS;
+    by_rtt.clamp(STALE_GROUP_GRACE_FLOOR, STALE_GROUP_GRACE_CAP)
+}
+
+/// Where a reader's grace for a silent group comes from: the connection it reads from
+/// (its round trip, measured again each time), or the floor alone.
+#[derive(Clone, Default)]
+pub(crate) struct StaleGrace(Option<stagecast_proto::web_transport_quinn::Session>);
+
+impl StaleGrace {
+    pub(crate) fn of(session: &stagecast_proto::web_transport_quinn::Session) -> Self {
+        Self(Some(session.clone()))
+    }
+
+    fn now(&self) -> Duration {
+        stale_group_grace(self.0.as_ref().map(|session| session.rtt()))
+    }
+}
 
 /// Reads a media track group by group and sends each object's payload on. A group joined
 /// after its start (not from object 0) is skipped, so output always starts at a group
 /// start; groups older than one already read are skipped too. Once a newer group has begun,
-/// the current one ends after [`STALE_GROUP_GRACE`] without an object.
+/// the current one ends after `grace` (see [`stale_group_grace`]) without an object.
 ///
 /// Objects with a status (draft-18 §11.2.1.1) carry no media: End of Group ends the
 /// group, End of Track the track (moq-relay sends one where a track ends); a zero-length
@@ -202,6 +230,7 @@ pub(crate) async fn read_track(
     name: String,
     reader: TrackReader,
     tx: mpsc::Sender<Received>,
+    grace: StaleGrace,
 ) -> anyhow::Result<()> {
     use moq_transport::data::ObjectStatus;
 
@@ -234,7 +263,14 @@ pub(crate) async fn read_track(
             // goes on with the next group.
             let current = group.group_id;
             let next = group.next();
-            let next = watching_for_newer(next, current, &mut subgroups, &mut waiting, &mut ended);
+            let next = watching_for_newer(
+                next,
+                current,
+                &grace,
+                &mut subgroups,
+                &mut waiting,
+                &mut ended,
+            );
             let Some(Ok(Some(mut object))) = next.await else {
                 break;
             };
@@ -249,7 +285,14 @@ pub(crate) async fn read_track(
             }
             expected += 1;
             let read = read_object(&mut object, MAX_OBJECT_BYTES);
-            let read = watching_for_newer(read, current, &mut subgroups, &mut waiting, &mut ended);
+            let read = watching_for_newer(
+                read,
+                current,
+                &grace,
+                &mut subgroups,
+                &mut waiting,
+                &mut ended,
+            );
             let Some(Ok(payload)) = read.await else {
                 break;
             };
@@ -281,11 +324,12 @@ async fn next_group(subgroups: &mut SubgroupsReader) -> anyhow::Result<Option<Su
 }
 
 /// Awaits `work` on group `current` while taking note of a newer group (older ones are
-/// dropped) or the track's end; once a newer group waits, `work` has
-/// [`STALE_GROUP_GRACE`] left (`None` after).
+/// dropped) or the track's end; once a newer group waits, `work` has the grace left
+/// (`None` after).
 async fn watching_for_newer<T>(
     work: impl std::future::Future<Output = T>,
     current: u64,
+    grace: &StaleGrace,
     subgroups: &mut SubgroupsReader,
     waiting: &mut Option<SubgroupReader>,
     ended: &mut Option<anyhow::Result<()>>,
@@ -293,9 +337,7 @@ async fn watching_for_newer<T>(
     tokio::pin!(work);
     loop {
         if waiting.is_some() {
-            return tokio::time::timeout(STALE_GROUP_GRACE, &mut work)
-                .await
-                .ok();
+            return tokio::time::timeout(grace.now(), &mut work).await.ok();
         }
         if ended.is_some() {
             return Some(work.await);
@@ -343,7 +385,12 @@ mod tests {
         let (writer, reader) = Track::new(namespace, "video").produce();
         let mut groups = writer.subgroups().expect("subgroups");
         let (tx, mut rx) = mpsc::channel(8);
-        let reading = tokio::spawn(read_track("video".into(), reader, tx));
+        let reading = tokio::spawn(read_track(
+            "video".into(),
+            reader,
+            tx,
+            StaleGrace::default(),
+        ));
 
         let mut unfinished = groups.create(group(0)).expect("group 0");
         unfinished.write(Bytes::from_static(b"a")).expect("write");
@@ -364,6 +411,24 @@ mod tests {
         drop(unfinished);
         drop(groups);
         reading.abort();
+    }
+
+    /// The grace follows the round trip above its floor, up to its cap.
+    #[test]
+    fn the_grace_for_a_silent_group_follows_the_round_trip() {
+        assert_eq!(stale_group_grace(None), STALE_GROUP_GRACE_FLOOR);
+        assert_eq!(
+            stale_group_grace(Some(Duration::from_millis(1))),
+            STALE_GROUP_GRACE_FLOOR
+        );
+        assert_eq!(
+            stale_group_grace(Some(Duration::from_millis(100))),
+            Duration::from_millis(1200)
+        );
+        assert_eq!(
+            stale_group_grace(Some(Duration::from_secs(2))),
+            STALE_GROUP_GRACE_CAP
+        );
     }
 
     /// An object over the limit is refused with a clear error; one within it arrives whole.
