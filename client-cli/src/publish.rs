@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
+use stagecast_media::catalog::rendition::describe;
+use stagecast_media::catalog::{Catalog, CatalogTrack};
 use stagecast_media::ingest::{CmafIngest, IngestEvent};
 use stagecast_proto::endpoint::ClientEndpoint;
 use stagecast_proto::path::namespace_from_path;
@@ -192,10 +194,41 @@ async fn publish(
         if let (IngestEvent::Object(object), Some(pacer)) = (&event, pacer.as_deref_mut()) {
             pacer.wait(object.media_time_secs()).await;
         }
+        if let IngestEvent::Catalog(catalog) = &event {
+            log_renditions(catalog);
+        }
         broadcast.apply(event)?;
         progress.update(&broadcast.stats, &link.borrow());
     }
     Ok(())
+}
+
+/// Says which renditions a ladder is published as, each time the catalog says something
+/// new about them (a measured bitrate, unaligned keyframes).
+fn log_renditions(catalog: &Catalog) {
+    let alternates: Vec<&CatalogTrack> = catalog
+        .tracks
+        .iter()
+        .filter(|t| t.alt_group.is_some())
+        .collect();
+    if alternates.is_empty() {
+        return;
+    }
+    let list: Vec<String> = alternates.iter().map(|t| describe(t)).collect();
+    if alternates.iter().all(|t| t.groups_aligned()) {
+        tracing::info!(
+            "publishing {} renditions as alternates, groups aligned: {}",
+            alternates.len(),
+            list.join(", ")
+        );
+    } else {
+        tracing::warn!(
+            "publishing {} renditions as alternates, but their keyframes are not aligned \
+             (the catalog says groupsAligned: false; players switch at keyframes): {}",
+            alternates.len(),
+            list.join(", ")
+        );
+    }
 }
 
 /// Waits until the server has finished its subscriptions (it received the end of every
