@@ -200,13 +200,12 @@ fn a_quic_session_through_bursts_jitter_and_reordering_receives_every_sample() {
     media::assert_same_samples(&run.captured, &run.output);
 }
 
-/// Issue 12: "100 ms round trip with 2% loss" must lose nothing. Today the CLI gives up
-/// on the tail of a group once the next group has begun and the tail is 500 ms late
-/// (client-cli track_reader.rs, STALE_GROUP_GRACE), which a retransmission at this round
-/// trip can be: 0 to 12 of 240 video samples lost per run, most runs losing some (at
-/// 200 ms and 1%, 42). The same runs with the grace at 3 s lost none.
+/// Issue 12: "100 ms round trip with 2% loss" must lose nothing. The CLI gives up on the
+/// tail of a group left silent once the next group has begun; with a fixed 500 ms grace
+/// a retransmission at this round trip came later (0 to 12 of 240 video samples lost per
+/// run); the grace now follows the connection's round trip (client-cli track_reader.rs,
+/// `stale_group_grace`).
 #[test]
-#[ignore = "fails in most runs today (issue 12): the CLI drops group tails later than its 500 ms grace"]
 fn a_quic_session_through_100_ms_and_2_percent_loss_receives_every_sample() {
     let run = subscribe_impaired("impaired_every_sample", rtt_loss(100, 0.02), 12);
     media::assert_same_samples(&run.captured, &run.output);
@@ -312,12 +311,12 @@ fn a_3_mbit_stream_behind_a_2_mbit_link_is_never_corrupt() {
 }
 
 /// The issue's baseline, the designed rest of it: a viewer that cannot keep up loses
-/// whole old groups (by priority and delivery timeout) and stays near the live edge.
-/// Today the origin sends the whole backlog (the link carries all 6.3 MB of the clip, no
-/// group dropped), the viewer ends about 13 s behind, and the CLI cuts every group short
-/// (about 16 of 30 frames each) when the next one begins.
+/// whole old groups and stays near the live edge. Before the relay's lines of groups
+/// (relay/src/delivery/lines.rs) the origin sent the whole backlog (6.76 MB through the
+/// link, no group dropped), the viewer ended about 13 s behind, and every group was cut
+/// short (about 16 of 30 frames each); now about 10 of 16 groups arrive whole, the rest
+/// not at all, and the viewer ends about 3 s after the publisher.
 #[test]
-#[ignore = "fails today (issue 12): the origin sends a slow viewer its whole backlog"]
 fn a_3_mbit_stream_behind_a_2_mbit_link_loses_whole_groups_and_stays_live() {
     let run = baseline("baseline_2mbit_designed");
     assert_never_corrupt(&run.report, &run.output);
