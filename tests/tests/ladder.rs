@@ -18,6 +18,7 @@ use serde_json::Value;
 use stagecast_proto::endpoint::ClientEndpoint;
 use stagecast_proto::trust::ClientTrust;
 use stagecast_tests::media::{self, Layout, LiveSource, Rung};
+use stagecast_tests::netns::{Direction, LinkSpec, NetNs, Rate};
 use stagecast_tests::node::Node;
 use stagecast_tests::{bin, origin_lists, output_dir, runtime, wait_exit, wait_until};
 use tokio::sync::watch;
@@ -517,4 +518,82 @@ fn a_rendition_that_ends_early_ends_alone() {
     for ((_, output), stream) in subscribers.iter().zip([2, 0]) {
         assert_rendition(&published, output, stream);
     }
+}
+
+/// The CLI rendition test: a ladder of about 2.5 Mbit/s, 1.2 Mbit/s and 400 kbit/s,
+/// and a viewer behind a 1 Mbit/s link (a network namespace with a `tbf` limit) asking for
+/// the lowest rung gets every sample of it and of the audio: only what it asked for
+/// crosses the link.
+#[test]
+fn the_lowest_rendition_behind_a_1_mbit_link_arrives_whole() {
+    let dir = output_dir("ladder_rendition_1mbit");
+    let rungs = [
+        Rung::new(640, 360, 2500),
+        Rung::new(426, 240, 1200),
+        Rung::new(256, 144, 400),
+    ];
+    let clip = media::make_ladder(&dir, "ladder.mp4", 6, &rungs, Layout::FragKeyframe);
+    let ns = NetNs::new(LinkSpec::down(Rate::mbit(1.0))).unwrap_or_else(|err| {
+        panic!("cannot build the network namespace (root and iproute2 are needed): {err}")
+    });
+    let origin = Node::bare_origin(&dir, "origin");
+    let broadcast = "live/narrow";
+    let (mut publisher, source) =
+        publish_ladder(&dir, &origin, broadcast, &clip, Layout::FragKeyframe);
+    let published = source.captured.clone();
+    let declared = media::video_bitrates(&clip);
+    // The whole ladder would not fit the link; the top rung alone would not either.
+    assert!(
+        declared[0] > 1_500_000,
+        "the top rung is {} bit/s",
+        declared[0]
+    );
+    assert!(
+        declared[2] < 600_000,
+        "the lowest rung is {} bit/s",
+        declared[2]
+    );
+
+    let before = origin.metric("stagecast_subscriptions").unwrap_or(0.0);
+    let output = dir.join("narrow.mp4");
+    let log = std::fs::File::create(dir.join("narrow.log")).expect("log file");
+    let subscriber = ns
+        .command(bin("stagecast"))
+        .args([
+            "subscribe",
+            &ns.host_url("moqt", origin.quic_port),
+            broadcast,
+        ])
+        .args([
+            "--fingerprint",
+            &origin.fingerprint,
+            "--rendition",
+            "lowest",
+        ])
+        .arg("--output")
+        .arg(&output)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start stagecast subscribe in the namespace");
+    origin.wait_metric("stagecast_subscriptions", before + 3.0);
+    let mut subscribers = vec![(subscriber, output.clone())];
+    play_out(source, &mut publisher, &mut subscribers);
+    assert_rendition(&published, &output, 2);
+    // What crossed the link is that rendition and the audio (plus QUIC's overhead), not
+    // the ladder.
+    let sent = ns
+        .qdisc_stats(Direction::Down)
+        .expect("tc statistics")
+        .sent_bytes;
+    let received = std::fs::metadata(&output).expect("output").len();
+    let ladder = std::fs::metadata(&published).expect("input").len();
+    eprintln!(
+        "behind 1 Mbit/s: {sent} bytes crossed the link, {received} written, {ladder} published"
+    );
+    assert!(
+        sent < received * 3 / 2 && sent < ladder / 4,
+        "{sent} bytes crossed the link for {received} bytes of output ({ladder} published)"
+    );
 }
