@@ -371,6 +371,13 @@ impl Shared {
     }
 }
 
+/// The seed of the down direction's policy of a relay seeded with `seed` (the up
+/// direction's is `seed` itself), so a test can replay a direction's decisions with
+/// [`Policy`] alone.
+pub fn down_seed(seed: u64) -> u64 {
+    seed ^ 0xD0E5_D0E5_D0E5_D0E5
+}
+
 /// Changes a running relay's settings and reads its counts.
 #[derive(Clone)]
 pub struct ImpairHandle(Arc<Shared>);
@@ -469,7 +476,7 @@ impl ImpairRelay {
         })?;
         let shared = Arc::new(Shared {
             up: Mutex::new(Policy::new(path.up, seed)),
-            down: Mutex::new(Policy::new(path.down, seed ^ 0xD0E5_D0E5_D0E5_D0E5)),
+            down: Mutex::new(Policy::new(path.down, down_seed(seed))),
             stats: Mutex::default(),
             scheduled: Mutex::new(0),
         });
