@@ -87,6 +87,10 @@ pub struct MetricsInner {
     pub interaction_streams_refused_total: Counter,
     /// Interaction channels open at the origin.
     pub interaction_channels: Gauge,
+    /// Origin transcodes running (one per broadcast whose ladder the origin makes).
+    pub transcodes: Gauge,
+    /// Transcoder processes started again after one ended.
+    pub transcode_restarts_total: Counter,
     /// Requests refused by a resource limit, by limit name.
     pub limits_refused: LimitRefusals,
 }
@@ -170,6 +174,11 @@ impl Metrics {
             self.interaction_channels.get(),
         );
         gauge(
+            "stagecast_transcodes",
+            "Origin transcodes running (broadcasts whose ladder the origin makes).",
+            self.transcodes.get(),
+        );
+        gauge(
             "stagecast_upstream_connected",
             "1 while the upstream link is connected.",
             self.upstream_connected.get(),
@@ -248,7 +257,7 @@ impl Metrics {
             ),
             (
                 "stagecast_groups_dropped_total",
-                "Groups a subscriber lost because it fell behind the cache (or its source broke off).",
+                "Groups a subscriber lost because it fell behind the cache or its link (given up for a newer group, or a stalled write), or its source broke off.",
                 &self.groups_dropped_total,
             ),
             (
@@ -270,6 +279,11 @@ impl Metrics {
                 "stagecast_interaction_streams_refused_total",
                 "Interaction streams answered `unavailable` (no origin reachable).",
                 &self.interaction_streams_refused_total,
+            ),
+            (
+                "stagecast_transcode_restarts_total",
+                "Transcoder processes started again after one ended (origin only).",
+                &self.transcode_restarts_total,
             ),
         ] {
             counter(name, help, value.get());
