@@ -7,7 +7,10 @@
 //! - `interaction` starts a real origin and a relay under it and measures chat latency to
 //!   many subscribers and the origin's request throughput (`interaction/`);
 //! - `compare` drives `stagecast-relay`, `moq-relay-ietf` and `moq-relay` with the same
-//!   workload: fan-out stepped up until a relay falls behind, chains, joins (`compare/`).
+//!   workload: fan-out stepped up until a relay falls behind, chains, joins (`compare/`);
+//! - `flood`: a viewer's join time under a flood of handshakes (`flood.rs`);
+//! - `network`: the viewer in Chromium behind slow, distant and lossy links, a ladder
+//!   and one rendition side by side (`network.rs`, `bench/network/cell.mjs`).
 //!
 //! Figures and commands: `docs/benchmarks.md`.
 
@@ -17,6 +20,8 @@ mod cpu_pinning;
 mod fanout;
 mod flood;
 mod interaction;
+mod network;
+mod network_chart;
 mod payload;
 mod procfs;
 mod prometheus;
@@ -48,6 +53,9 @@ enum Command {
     /// A viewer's join time and the node's CPU and memory under a flood of handshakes,
     /// with and without address validation.
     Flood(flood::FloodArgs),
+    /// The viewer in Chromium behind slow, distant and lossy links: a ladder and one
+    /// rendition over a grid of link rate, round trip and loss.
+    Network(network::NetworkArgs),
 }
 
 /// The synthetic live track and how a fan-out run is measured.
@@ -104,6 +112,7 @@ fn main() -> anyhow::Result<()> {
         Command::Interaction(args) => args.no_pin,
         Command::Compare(args) => args.no_pin,
         Command::Flood(args) => args.no_pin,
+        Command::Network(args) => args.no_pin,
     };
     // Before the runtime's threads exist: they inherit this thread's CPU affinity.
     let pinning = if no_pin {
@@ -119,5 +128,6 @@ fn main() -> anyhow::Result<()> {
         Command::Interaction(args) => runtime.block_on(interaction::run(args, pinning)),
         Command::Compare(args) => runtime.block_on(compare::run(args, pinning)),
         Command::Flood(args) => runtime.block_on(flood::run(args, pinning)),
+        Command::Network(args) => network::run(args),
     }
 }

@@ -16,22 +16,22 @@ const FONTS: [&str; 3] = [
     "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
     "/usr/share/fonts/truetype/noto/NotoSans-Regular.ttf",
 ];
-const COLOURS: [RGBColor; 3] = [
+pub(crate) const COLOURS: [RGBColor; 3] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
 ];
 
 /// One relay's points in one panel.
-struct Series {
-    name: String,
-    colour: RGBColor,
-    points: Vec<(f64, f64)>,
+pub(crate) struct Series {
+    pub name: String,
+    pub colour: RGBColor,
+    pub points: Vec<(f64, f64)>,
     /// Per point: whether it is drawn hollow (a fan-out step the relay fell behind at).
-    hollow: Vec<bool>,
+    pub hollow: Vec<bool>,
 }
 
-fn register_font() -> anyhow::Result<()> {
+pub(crate) fn register_font() -> anyhow::Result<()> {
     for path in FONTS {
         if let Ok(bytes) = std::fs::read(path) {
             // plotters keeps fonts for the process's life; one chart per run.
@@ -152,9 +152,9 @@ pub fn draw(results: &CompareResults, path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-type Area<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
+pub(crate) type Area<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
 
-fn line_panel(
+pub(crate) fn line_panel(
     area: &Area<'_>,
     caption: &str,
     x_label: &str,

@@ -9,7 +9,7 @@
 //!
 //! Results go to `compare.json` and a chart, `compare.png` (`chart.rs`).
 
-mod chart;
+pub(crate) mod chart;
 mod join;
 
 use std::path::PathBuf;
