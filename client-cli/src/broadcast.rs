@@ -175,6 +175,15 @@ impl CmafBroadcast {
         self
     }
 
+    /// Numbers media groups from `first_group_id` (group id = it + the ingest's group
+    /// number) instead of the wall clock: for a publisher whose group numbers are given in
+    /// another broadcast's ids (the origin's transcoder, whose renditions take the ids of
+    /// the source's groups).
+    pub fn with_first_group_id(mut self, first_group_id: u64) -> Self {
+        self.first_group_id = first_group_id;
+        self
+    }
+
     /// Where video chunks' wall-clock times come from.
     pub fn with_producer_clock(mut self, clock: ProducerClock) -> Self {
         self.clock = clock;

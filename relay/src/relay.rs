@@ -205,7 +205,7 @@ impl Relay {
         }
         let namespace = subscribed.info.track_namespace.clone();
         let name = subscribed.info.track_name.clone();
-        let (cache, shared) = match self.resolve(&namespace, &name, from).await {
+        let (cache, shared) = match self.resolve(&namespace, &name, from, true).await {
             Ok(found) => found,
             Err(err) => {
                 self.0.metrics.subscribes_refused_total.inc();
@@ -248,7 +248,23 @@ impl Relay {
         name: &str,
     ) -> Result<FollowedTrack, ServeError> {
         let name = moq_transport::coding::TrackName::from(name);
-        let (cache, shared) = self.resolve(namespace, &name, SessionId::MAX).await?;
+        let (cache, shared) = self.resolve(namespace, &name, SessionId::MAX, true).await?;
+        Ok(FollowedTrack {
+            follower: cache.follow(),
+            _shared: shared,
+        })
+    }
+
+    /// Follows a track as its publisher sends it, past any [`ExtraTracks`] this node
+    /// serves under the same name: how a node that replaces a track (the origin's
+    /// transcoder serves its own `catalog`) reads the one it replaces.
+    pub async fn follow_published(
+        &self,
+        namespace: &TrackNamespace,
+        name: &str,
+    ) -> Result<FollowedTrack, ServeError> {
+        let name = moq_transport::coding::TrackName::from(name);
+        let (cache, shared) = self.resolve(namespace, &name, SessionId::MAX, false).await?;
         Ok(FollowedTrack {
             follower: cache.follow(),
             _shared: shared,
@@ -260,6 +276,7 @@ impl Relay {
         namespace: &TrackNamespace,
         name: &moq_transport::coding::TrackName,
         from: SessionId,
+        extra: bool,
     ) -> Result<(TrackCache, Option<Arc<SharedTrack>>), ServeError> {
         let path = stagecast_proto::path::path_from_namespace(namespace);
         let not_found = || {
@@ -268,7 +285,7 @@ impl Relay {
                 Default::default(),
             )
         };
-        if let Some(cache) = self.extra_track(namespace, name) {
+        if let Some(cache) = extra.then(|| self.extra_track(namespace, name)).flatten() {
             return Ok((cache, None));
         }
         if let Some(Source::Local(broadcast)) = self.0.router.route(namespace) {

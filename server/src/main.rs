@@ -4,10 +4,12 @@
 //! kept in its data directory.
 
 mod demo;
+mod extra_tracks;
 mod guest;
 mod interaction;
 mod names;
 mod settings;
+mod transcode;
 mod viewer;
 mod web;
 
@@ -98,9 +100,23 @@ async fn run(args: Args) -> anyhow::Result<()> {
     )
     .context("cannot start the interaction authority")?;
     config.interaction = Some(interaction.clone());
-    config.extra_tracks = Some(interaction.clone());
+    let transcoder = args.origin.transcode_config().map(transcode::Transcoder::new);
+    let mut extra_tracks: Vec<Arc<dyn stagecast_relay::hooks::ExtraTracks>> =
+        vec![interaction.clone()];
+    if let Some(transcoder) = &transcoder {
+        extra_tracks.push(transcoder.clone());
+    }
+    config.extra_tracks = Some(Arc::new(extra_tracks::ExtraTrackSet::new(extra_tracks)));
     let relay = Relay::new(config);
     interaction.attach(relay.clone());
+    if let Some(transcoder) = &transcoder {
+        transcoder.attach(relay.clone());
+        tracing::info!(
+            ladder = %args.origin.transcode.as_ref().map(ToString::to_string).unwrap_or_default(),
+            max = args.origin.max_transcodes,
+            "origin transcoding is on"
+        );
+    }
     let listeners = args
         .node
         .listen(args.bind, args.http_bind, &args.data_dir)

@@ -2,6 +2,7 @@
 //! bounds of interaction. Each has a default, a flag and an environment variable (so the
 //! config file sets it too).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
@@ -9,6 +10,7 @@ use stagecast_proto::address_limit::Rate;
 use stagecast_proto::duration::parse_duration;
 
 use crate::interaction::authority::{ChannelLimits, DEFAULT_REACTIONS};
+use crate::transcode::{Ladder, TranscodeConfig};
 
 #[derive(Args, Debug, Clone)]
 pub struct OriginArgs {
@@ -38,6 +40,18 @@ pub struct OriginArgs {
     /// An interaction stream that sends nothing for this long after its hello is closed.
     #[arg(long, env = "STAGECAST_INTERACTION_IDLE_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
     pub interaction_idle_timeout: Duration,
+    /// Make a ladder for every broadcast that arrives with one video rendition: rungs
+    /// `HEIGHTp:BITRATE` (k or M suffix), comma-separated, e.g. `480p:1200k,240p:400k`, or
+    /// `default` (720p:2500k,480p:1200k,240p:400k). Rungs above the source are skipped.
+    #[arg(long, env = "STAGECAST_TRANSCODE")]
+    pub transcode: Option<Ladder>,
+    /// Transcodes (one ffmpeg per broadcast) running at once; past it a broadcast stays
+    /// single-rendition.
+    #[arg(long, env = "STAGECAST_MAX_TRANSCODES", default_value_t = 2)]
+    pub max_transcodes: usize,
+    /// The ffmpeg that transcodes.
+    #[arg(long, env = "STAGECAST_FFMPEG", default_value = "ffmpeg")]
+    pub ffmpeg: PathBuf,
 }
 
 impl OriginArgs {
@@ -50,6 +64,15 @@ impl OriginArgs {
             Some(prefixes) => prefixes.clone(),
             None => demo.map(str::to_string).into_iter().collect(),
         }
+    }
+
+    /// The transcoder's settings, if `--transcode` is given.
+    pub fn transcode_config(&self) -> Option<TranscodeConfig> {
+        Some(TranscodeConfig {
+            ladder: self.transcode.clone()?,
+            max_transcodes: self.max_transcodes,
+            ffmpeg: self.ffmpeg.clone(),
+        })
     }
 
     pub fn guest_rate(&self) -> Rate {
