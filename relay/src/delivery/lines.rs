@@ -97,7 +97,7 @@ impl GroupLines {
         self.grace = grace;
     }
 
-    /// Whether any line is behind (for logs and tests).
+    /// Whether the line of `track` is behind (for logs and tests).
     pub fn is_behind(&self, track: u64) -> bool {
         self.lines.get(&track).is_some_and(|line| line.behind)
     }

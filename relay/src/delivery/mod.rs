@@ -14,7 +14,7 @@
 //! late, and with newest-first priorities every group is cut short by the next one. A
 //! group's first write (its SUBGROUP_HEADER names the track alias and group) therefore
 //! waits for its turn in its track's line, and a group the line gives up is reset; the
-//! decisions are [`lines::GroupLines`]'. Tracks of [`IN_ORDER_PRIORITY`] (every group
+//! decisions are [`lines::GroupLines`], this module only carries them out. Tracks of [`IN_ORDER_PRIORITY`] (every group
 //! matters, the interaction timeline) and FETCH streams are not in lines: never dropped
 //! for a newer group. A relay link (a downstream relay, by its token's role) is in lines
 //! with a longer grace, [`RELAY_LINK_GRACE`]: every group it loses, all its viewers lose,
@@ -47,10 +47,11 @@ pub const STALL_TIMEOUT: Duration = Duration::from_secs(4);
 /// Reset code of a stream dropped because its subscriber could not keep up (the
 /// draft-18 §11.4.1 DELIVERY_TIMEOUT reset code).
 pub const DELIVERY_TIMEOUT_CODE: u32 = 0x2;
-/// Publisher priority of tracks whose groups are sent in order, oldest first: every group
-/// of such a track matters and a relay caches groups in order (a late older group is
-/// dropped as stale), as for the interaction timeline, whose groups are a few
-/// milliseconds apart in a chat burst. Newest-first would reorder exactly those.
+/// Publisher priority of tracks none of whose groups is given up for a newer one (they
+/// stay out of lines): every group of such a track matters, as for the interaction
+/// timeline, whose groups are a few milliseconds apart in a chat burst. They go oldest
+/// first like all data, since a relay caches groups in order (a late older group is
+/// dropped as stale).
 pub const IN_ORDER_PRIORITY: u8 = 0;
 /// How long a group superseded by a newer one of its track may stay undelivered on a
 /// viewer's connection before it is reset: a group at least this late is not worth the
