@@ -177,6 +177,11 @@ impl Node {
         format!("https://localhost:{}", self.quic_port)
     }
 
+    /// The node's process id (to find the processes it started).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// A metric's current value.
     pub fn metric(&self, name: &str) -> Option<f64> {
         metric(self.http_port, name)
