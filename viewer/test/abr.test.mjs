@@ -7,10 +7,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { AFTER_DOWN_HOLD_MS, decide, initialRung, slowVerdict, SLOW_AFTER_MS, UP_HOLD_MS } from '../js/player/abr.js';
+import { AFTER_DOWN_HOLD_MS, decide, initialRung, MIN_UP_SAMPLES, slowVerdict, SLOW_AFTER_MS, UP_HOLD_MS } from '../js/player/abr.js';
 
 const LADDER = [{ bitrate: 400e3 }, { bitrate: 1.2e6 }, { bitrate: 2.5e6 }];
-const base = { ladder: LADDER, buffer: 0.5, target: 0.5, now: 100000, lastSwitchAt: undefined, lastDownAt: undefined };
+const base = { ladder: LADDER, samples: 5, buffer: 0.5, target: 0.5, now: 100000, lastSwitchAt: undefined, lastDownAt: undefined };
 
 test('no estimate, or a single rendition: stay', () => {
   assert.equal(decide({ ...base, current: 1, estimate: undefined }).index, 1);
@@ -47,6 +47,8 @@ test('up: one step, only with a margin over the next rung, a full buffer and aft
   assert.equal(decide({ ...base, current: 0, estimate: 1.7e6, lastDownAt: base.now - AFTER_DOWN_HOLD_MS + 1 }).index, 0, 'just stepped down');
   assert.equal(decide({ ...base, current: 0, estimate: 1.7e6, lastDownAt: base.now - AFTER_DOWN_HOLD_MS }).index, 1);
   assert.equal(decide({ ...base, current: 2, estimate: 50e6 }).index, 2, 'the top rung stays');
+  assert.equal(decide({ ...base, current: 0, estimate: 50e6, samples: MIN_UP_SAMPLES - 1 }).index, 0, 'too few samples to climb on');
+  assert.equal(decide({ ...base, current: 2, estimate: 1e6, samples: 1 }).index, 0, 'one sample is enough to step down');
 });
 
 test('the band between down and up keeps the rung (no flapping)', () => {

@@ -8,7 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { BandwidthEstimator, MAX_ESTIMATE, SETTLE_MS } from '../js/player/estimator.js';
+import { BandwidthEstimator, BURST_ALLOWANCE, MAX_ESTIMATE, SETTLE_MS } from '../js/player/estimator.js';
 
 const FRAME_MS = 1000 / 30;
 
@@ -66,12 +66,16 @@ test('the estimate follows a link that opens and one that narrows', () => {
 
 test('one odd sample either way does not move the estimate; the newest is `recent` for 3 s', () => {
   const est = new BandwidthEstimator();
-  for (const [at, bps] of [[0, 5e6], [100, 5e6], [200, 0.5e6], [300, 5e6], [400, 90e6]]) {
-    est.probe(at - 100, at, (bps * 0.1) / 8); // 100 ms each
+  for (const [at, bps] of [[1000, 5e6], [2000, 5e6], [3000, 0.5e6], [4000, 5e6], [5000, 90e6]]) {
+    est.probe(at - 500, at, (bps * 0.5) / 8); // 500 ms each
   }
-  assert.ok(Math.abs(est.estimate(400 + SETTLE_MS) - 5e6) < 1, `median ${est.estimate(400 + SETTLE_MS)}`);
-  assert.ok(Math.abs(est.recent(400 + SETTLE_MS) - 90e6) < 1);
-  assert.equal(est.recent(3401), undefined, 'too old to be the link now');
+  const t = 5000 + SETTLE_MS;
+  assert.equal(est.sampleCount(t), 5);
+  // Each sample less the burst allowance (16 kB of a 312 kB probe).
+  const fiveMbit = (((5e6 * 0.5) / 8 - BURST_ALLOWANCE) * 8) / 0.5;
+  assert.ok(Math.abs(est.estimate(t) - fiveMbit) < 1, `median ${est.estimate(t)}`);
+  assert.ok(Math.abs(est.recent(t) - (((90e6 * 0.5) / 8 - BURST_ALLOWANCE) * 8) / 0.5) < 1);
+  assert.equal(est.recent(8001), undefined, 'too old to be the link now');
 });
 
 test('a backlog (objects faster than real time) is a sample, as is a probe', () => {
@@ -89,8 +93,9 @@ test('a backlog (objects faster than real time) is a sample, as is a probe', () 
   // 100 kB in 200 ms (4 Mbit/s), with a live object of 25 kB arriving inside the window.
   probed.object(1050, 25000, { track: 'audio' });
   const bps = probed.probe(1000, 1200, 100000);
-  assert.ok(Math.abs(bps - 5e6) < 1, `probe sample ${bps}: (100 kB + 25 kB) over 200 ms`);
-  assert.ok(Math.abs(probed.estimate(1200 + SETTLE_MS) - 5e6) < 1);
+  const expected = ((125000 - BURST_ALLOWANCE) * 8) / 0.2;
+  assert.ok(Math.abs(bps - expected) < 1, `probe sample ${bps}: (100 kB + 25 kB - the burst allowance) over 200 ms`);
+  assert.ok(Math.abs(probed.estimate(1200 + SETTLE_MS) - expected) < 1);
   assert.equal(probed.lastSample.kind, 'probe');
 });
 
@@ -138,4 +143,14 @@ test('a blocked main thread makes no sample: late dates and bunched arrivals are
   const naive = new BandwidthEstimator();
   const e = naive.estimate(run(naive, false));
   assert.ok(e < 10e6, `the false reading this guards against: ${e}`);
+});
+
+test('the first burst of a sample is not counted: a token bucket lets it through at line rate', () => {
+  const est = new BandwidthEstimator();
+  // 40 kB through a 1.5 Mbit/s link with a 16 kB bucket: 16 kB at once, 24 kB at the rate.
+  const ms = ((40000 - BURST_ALLOWANCE) * 8) / 1.5e3;
+  const bps = est.probe(0, ms, 40000);
+  assert.ok(Math.abs(bps - 1.5e6) < 1, `read ${bps}, not ${((40000 * 8) / ms / 1e3).toFixed(0)} kbit/s`);
+  // A small sample keeps at least half its bytes.
+  assert.ok(Math.abs(est.probe(1000, 1100, 20000) - (10000 * 8) / 0.1) < 1);
 });

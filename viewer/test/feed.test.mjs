@@ -125,6 +125,17 @@ test('a switch at a set group that the new one does not bring in time: cancel pl
   assert.deepEqual(got, ['video:11.0', 'video:11.1', 'video:11.2']);
 });
 
+test('release: a new rendition slow to come, the old one plays what was held and on, the switch goes on at a later boundary', () => {
+  const feed = new SlotFeed(A);
+  run(feed, [['obj', 'video', 10, 0]]);
+  feed.begin(B, { at: 11 });
+  const out = [];
+  out.push(...run(feed, [['obj', 'video', 11, 0]]));
+  out.push(...feed.release().map((a) => a.append));
+  out.push(...run(feed, [['obj', 'video', 11, 1], ['obj', 'video1', 11, 0], ['obj', 'video1', 12, 0], ['end', 'video', 11], ['obj', 'video1', 12, 1]]));
+  assert.deepEqual(out, ['video:11.0', 'video:11.1', 'init:video1@12', 'video1:12.0', 'video1:12.1']);
+});
+
 test('a switch at a set group where the new one starts a group later: the old one plays that group first', () => {
   const feed = new SlotFeed(A);
   run(feed, [['obj', 'video', 10, 0]]);

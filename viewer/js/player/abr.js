@@ -12,7 +12,9 @@
  *   it to run dry would mean a stall.
  * - Up, one step at a time, only when the estimate is UP_FACTOR times the next rung
  *   (hysteresis: a rung that barely fits would be left again at the first keyframe), the
- *   buffer is near its target, and it has been UP_HOLD since the last switch and
+ *   buffer is near its target, the estimate rests on MIN_UP_SAMPLES samples at least
+ *   (one burst at start-up read a 1.5 Mbit/s link as 2.8: a token bucket let it
+ *   through), and it has been UP_HOLD since the last switch and
  *   AFTER_DOWN_HOLD since the last step down (no flapping between two rungs).
  * - Otherwise stay.
  *
@@ -30,6 +32,7 @@ export const DOWN_FIT = 0.8;
 export const UP_FACTOR = 1.4;
 export const UP_HOLD_MS = 3000;
 export const AFTER_DOWN_HOLD_MS = 8000;
+export const MIN_UP_SAMPLES = 3;
 /** The buffer (as a share of the player's target) under which it is nearly empty. */
 const LOW_BUFFER = 0.4;
 /** ...and over which stepping up is safe. */
@@ -42,10 +45,10 @@ const RECOVER_FACTOR = 1.1;
 
 /**
  * `ladder`: [{bitrate}] ascending; `current`: its index; `estimate` and `recent`: bits
- * per second (or undefined); `buffer` and `target`: seconds; `lastSwitchAt`, `lastDownAt`: ms or
+ * per second (or undefined); `samples`: how many samples the estimate rests on; `buffer` and `target`: seconds; `lastSwitchAt`, `lastDownAt`: ms or
  * undefined; `now`: ms. Returns {index, reason}.
  */
-export function decide({ ladder, current, estimate, recent, buffer, target, now, lastSwitchAt, lastDownAt }) {
+export function decide({ ladder, current, estimate, recent, samples, buffer, target, now, lastSwitchAt, lastDownAt }) {
   if (ladder.length < 2 || !Number.isFinite(estimate)) return { index: current, reason: 'no estimate' };
   const rate = ladder[current].bitrate;
   const fast = Number.isFinite(recent) ? Math.min(recent, estimate) : estimate;
@@ -58,6 +61,7 @@ export function decide({ ladder, current, estimate, recent, buffer, target, now,
   if (
     next &&
     estimate >= next.bitrate * UP_FACTOR &&
+    samples >= MIN_UP_SAMPLES &&
     buffer >= target * UP_BUFFER &&
     since(now, lastSwitchAt) >= UP_HOLD_MS &&
     since(now, lastDownAt) >= AFTER_DOWN_HOLD_MS

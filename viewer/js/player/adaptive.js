@@ -14,8 +14,9 @@
  * begun mid-group, it would send the whole current group of the new rendition for
  * nothing (154 kB of the 480p rung, measured behind 1.5 Mbit/s: a stall). If the new
  * rendition does not come within JOIN_WAIT_MS, the old one's held objects are played
- * and the switch is tried again at the next boundary; a boundary that does not come
- * within PLAN_WAIT_MS (the old rendition stuck) starts the switch at once. Audio is
+ * and the switch happens at the next boundary the new one meets (a congested link
+ * brings it late; cancelling and starting over would never get there); a boundary that
+ * does not come within PLAN_WAIT_MS (the old rendition stuck) starts the switch at once. Audio is
  * another slot and is never touched, so it never gaps.
  *
  * The estimate reads the link through the page's clock; a blocked main thread would
@@ -27,7 +28,7 @@
  */
 
 import { FilterType, Param, encodeFilter } from '../moqt/messages.js';
-import { decide, initialRung, slowVerdict } from './abr.js';
+import { decide, initialRung, slowVerdict, UP_FACTOR } from './abr.js';
 import { BandwidthEstimator } from './estimator.js';
 import { SlotFeed } from './feed.js';
 import { decodeTime } from './fmp4.js';
@@ -38,6 +39,12 @@ const STORAGE_KEY = 'stagecast.bandwidth';
 const SAVE_EVERY_MS = 5000;
 /** A probe at most this often, and only when not on the top rung (ms). */
 const PROBE_EVERY_MS = 5000;
+/**
+ * ...but again after this when the last probe read enough for the next rung: the
+ * estimate is a median, so it takes three such readings to move, and a link that opened
+ * should be climbed in seconds, not in three slow probes (ms).
+ */
+const PROBE_CONFIRM_MS = 1500;
 /**
  * A probe's budget: this much of a second at the estimate (or the rung's bitrate), and
  * at least PROBE_MIN_BYTES: a rate-limited link lets a first burst through at line rate
@@ -91,6 +98,7 @@ export class Adaptive extends EventTarget {
     this.lastProbeAt = -Infinity;
     this.probing = false;
     this.probes = 0;
+    this.lastProbeBps = undefined;
     this.failed = new Map(); // track name -> ms until which it is left out
     this.slow = undefined; // slowVerdict state
     this.lastSaveAt = -Infinity;
@@ -328,11 +336,8 @@ export class Adaptive extends EventTarget {
     this.slow = slowVerdict(this.slow, { lowest: ladder[0].bitrate, estimate, onLowest: current === 0, stalled, buffer, target, now });
     if (feed.switching) {
       // The new rendition has not brought its first group: play on with the old one and
-      // try again at the next boundary.
-      if (!feed.joined && now - this.pendingSince > JOIN_WAIT_MS) {
-        const track = this.giveUp(slot);
-        if (track) this.plan(slot, track, this.pendingReason, now);
-      }
+      // switch at the next boundary the new one meets.
+      if (!feed.joined && now - this.pendingSince > JOIN_WAIT_MS && feed.pending.at !== undefined) this.apply(slot, feed.release());
       return;
     }
     if (this.planned && now - this.planned.since > PLAN_WAIT_MS) {
@@ -343,19 +348,21 @@ export class Adaptive extends EventTarget {
     }
     if (this.mode === 'auto' && current >= 0) {
       const recent = this.estimator.recent(now);
-      const d = decide({ ladder, current, estimate, recent, buffer, target, now, lastSwitchAt: this.lastSwitchAt, lastDownAt: this.lastDownAt });
+      const samples = this.estimator.sampleCount(now);
+      const d = decide({ ladder, current, estimate, recent, samples, buffer, target, now, lastSwitchAt: this.lastSwitchAt, lastDownAt: this.lastDownAt });
       this.reason = d.reason;
       if (d.index !== current) {
         this.plan(slot, ladder[d.index], d.reason, now);
         return;
       }
       if (this.planned?.reason !== 'chosen') this.planned = null; // no longer wanted
-      if (current < ladder.length - 1 && !this.slow.tooSlow) this.maybeProbe(now, feed, estimate, buffer, target);
+      if (current < ladder.length - 1 && !this.slow.tooSlow) this.maybeProbe(now, feed, estimate, buffer, target, ladder[current + 1]);
     }
   }
 
-  maybeProbe(now, feed, estimate, buffer, target) {
-    if (this.probing || now - this.lastProbeAt < PROBE_EVERY_MS || buffer < target * 0.5) return;
+  maybeProbe(now, feed, estimate, buffer, target, next) {
+    const every = this.lastProbeBps >= next.bitrate * UP_FACTOR ? PROBE_CONFIRM_MS : PROBE_EVERY_MS;
+    if (this.probing || now - this.lastProbeAt < every || buffer < target * 0.5) return;
     const sizes = this.sizes.get(feed.track.name)?.get(feed.group - 1);
     if (!sizes) return;
     const rate = estimate ?? feed.track.bitrate;
@@ -369,7 +376,7 @@ export class Adaptive extends EventTarget {
       .then((r) => {
         if (r && session === this.session) {
           this.probes++;
-          this.estimator.probe(r.start, r.end, r.bytes);
+          this.lastProbeBps = this.estimator.probe(r.start, r.end, r.bytes);
         }
       })
       .finally(() => {

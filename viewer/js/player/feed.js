@@ -21,7 +21,9 @@
  * old rendition's objects of group `at` on are held too, not appended: the switch happens
  * as soon as the new one brings the start of `at`, and a relay that serves a new
  * subscription from the start of its newest group then sends nothing the old one already
- * covered. `cancel()` gives the held old objects back (the new one did not come in time).
+ * covered. `release()` gives the held old objects back and goes on with the switch as
+ * one without `at` (the new one is slow to come: the old one plays on meanwhile);
+ * `cancel()` gives them back and gives up the switch.
  */
 
 export class SlotFeed {
@@ -63,6 +65,22 @@ export class SlotFeed {
     const actions = [];
     for (const o of pending.oldHeld) if (this.accept(o)) actions.push({ append: o.payload });
     return { track: pending.track, actions };
+  }
+
+  /**
+   * The old rendition's objects held for a switch at a set group are appended after all,
+   * and the switch goes on at whichever group boundary the new one meets first.
+   */
+  release() {
+    if (!this.pending) return [];
+    const actions = [];
+    for (const o of this.pending.oldHeld) if (this.accept(o)) actions.push({ append: o.payload });
+    this.pending.oldHeld = [];
+    this.pending.at = undefined;
+    // The new one may already hold a group start past what the old one has now played.
+    const at = this.switchPoint();
+    if (at !== undefined && this.ended >= at - 1 && this.group >= at - 1) actions.push(...this.complete(at));
+    return actions;
   }
 
   /** Whether the new rendition of a switch under way has brought a group start yet. */
