@@ -3,7 +3,8 @@
 //! source and the rungs as alternates, rung groups start where the source's groups of the
 //! same id start, and every rendition decodes at its size through `stagecast subscribe
 //! --rendition`); past `--max-transcodes` a broadcast stays single-rendition and the
-//! refusal is counted (both set in the config file); an ffmpeg killed under the origin is started again while the
+//! refusal is counted (both set in the config file), until a transcoded broadcast ends
+//! and gives its place back; an ffmpeg killed under the origin is started again while the
 //! source rendition plays on without a gap.
 //!
 //! Media is a 320x180 clip looped live, so the two cores spend little on encoding.
@@ -410,7 +411,25 @@ fn past_max_transcodes_a_broadcast_stays_single_rendition() {
     });
     let (mut child, output) = subscribe(&dir, &origin, "live/second", "second", "highest", 2);
     assert_plays(&mut child, &output, (320, 180), 40);
-    for publisher in [&mut first, &mut second] {
+    // The first broadcast ending (its source given up after the relay's resume window)
+    // gives its place back, and the next broadcast is transcoded.
+    let _ = first.kill();
+    let _ = first.wait();
+    origin.wait_metric_below("stagecast_transcodes", 1.0);
+    // Killed with its handle, then reaped by the origin's runtime.
+    wait_until(
+        "the ended transcode's ffmpeg to be gone",
+        Duration::from_secs(10),
+        || ffmpeg_children(origin.pid()).is_empty(),
+    );
+    let mut third = publish_looped(&dir, &origin, "live/third", &clip);
+    rt.block_on(async {
+        let watcher = Watcher::connect(&origin).await;
+        let ladder = watcher.catalog_until("live/third", is_ladder).await;
+        assert_eq!(video_names(&ladder), ["video", "video.144p"]);
+    });
+    assert_eq!(origin.metric(REFUSED), Some(1.0));
+    for publisher in [&mut second, &mut third] {
         let _ = publisher.kill();
         let _ = publisher.wait();
     }
