@@ -447,7 +447,11 @@ fn a_killed_transcoder_restarts_while_the_source_plays_on() {
     let timescale = videos(&catalog)[1]["timescale"]
         .as_f64()
         .expect("a timescale");
+    let source_timescale = videos(&catalog)[0]["timescale"]
+        .as_f64()
+        .expect("a timescale");
     let mut rung = rt.block_on(watcher.subscribe("live/a", "video.144p"));
+    let mut source_groups = rt.block_on(watcher.subscribe("live/a", "video"));
     let before = rt.block_on(group_starts(&mut rung, 1, timescale));
     // A source subscriber across the kill and the restart.
     let (mut source, output) = subscribe(&dir, &origin, "live/a", "source", "180p", 6);
@@ -476,15 +480,34 @@ fn a_killed_transcoder_restarts_while_the_source_plays_on() {
     // The rung goes on, in its own track, with groups past those before the kill.
     let last_before = *before.keys().last().expect("a group");
     rt.block_on(async {
-        let mut after = 0;
-        while after < 2 {
+        let mut after = BTreeMap::new();
+        while after.len() < 2 {
             let next = tokio::time::timeout(Duration::from_secs(15), rung.recv()).await;
-            let Ok(Some((id, _))) = next else {
+            let Ok(Some((id, payload))) = next else {
                 panic!("the rung stopped after its transcoder was killed");
             };
             if id > last_before {
-                after += 1;
+                let time = first_decode_time(&payload).expect("a tfdt");
+                after.insert(id, time as f64 / timescale);
             }
+        }
+        // The new ffmpeg joined the source mid-stream and still keeps its timeline: its
+        // groups start where the source's groups of the same ids start.
+        let mut source = BTreeMap::new();
+        while !after.keys().all(|id| source.contains_key(id)) {
+            let next = tokio::time::timeout(Duration::from_secs(15), source_groups.recv()).await;
+            let Ok(Some((id, payload))) = next else {
+                panic!("no source groups {after:?} (got {source:?})");
+            };
+            let time = first_decode_time(&payload).expect("a tfdt");
+            source.insert(id, time as f64 / source_timescale);
+        }
+        for (id, start) in &after {
+            assert!(
+                (start - source[id]).abs() < 0.5 / 30.0,
+                "after the restart, group {id} starts at {start} in the rung and {} in the source",
+                source[id]
+            );
         }
     });
     assert!(
