@@ -9,10 +9,22 @@
 use mp4_atom::{Atom, Encode, Header, Mdat, Mfhd, Moof, Traf};
 
 /// The `tfdt` base media decode time of a CMAF chunk (`moof` + `mdat`), in its track's
-/// timescale; `None` if the chunk does not start with a `moof` that has one.
+/// timescale; `None` if the chunk has no `moof` with one. Boxes before the `moof` are
+/// skipped: a published video chunk carries the producer's `prft` in front
+/// ([`crate::producer_time::with_producer_time`]).
 pub fn chunk_decode_time(chunk: &[u8]) -> Option<u64> {
-    let mut cursor = chunk;
-    let moof = <Moof as mp4_atom::Decode>::decode(&mut cursor).ok()?;
+    let mut rest = chunk;
+    loop {
+        let size = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+        if rest.get(4..8)? == b"moof" {
+            break;
+        }
+        if size < 8 || size > rest.len() {
+            return None;
+        }
+        rest = &rest[size..];
+    }
+    let moof = <Moof as mp4_atom::Decode>::decode(&mut rest).ok()?;
     Some(moof.traf.first()?.tfdt.as_ref()?.base_media_decode_time)
 }
 
@@ -132,6 +144,20 @@ mod tests {
         {
             if let crate::ingest::IngestEvent::Object(object) = event {
                 assert_eq!(chunk_decode_time(&object.payload), Some(object.decode_time));
+                let time = crate::producer_time::ProducerTime {
+                    ntp_timestamp: 1 << 32,
+                    media_time: object.decode_time,
+                };
+                let stamped = crate::producer_time::with_producer_time(
+                    &object.payload,
+                    object.track_id,
+                    time,
+                );
+                assert_eq!(
+                    chunk_decode_time(&stamped),
+                    Some(object.decode_time),
+                    "with a prft in front"
+                );
                 seen += 1;
             }
         }

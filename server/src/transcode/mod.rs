@@ -488,7 +488,7 @@ impl Transcode {
                         }
                         started = true;
                         if let (true, Some((_, id))) = (opens, group) {
-                            if let Some(time) = moof_decode_time(&payload) {
+                            if let Some(time) = chunk_decode_time(&payload) {
                                 let start = time as f64 / f64::from(timescale);
                                 lock_or_recover(ids).source_group(start, id);
                             }
@@ -633,20 +633,4 @@ impl RungOutput {
             }
         }
     }
-}
-
-/// The `tfdt` of a chunk that may have boxes (a `prft`) before its `moof`.
-fn moof_decode_time(chunk: &[u8]) -> Option<u64> {
-    let mut rest = chunk;
-    while rest.len() >= 8 {
-        let size = u32::from_be_bytes(rest[..4].try_into().ok()?) as usize;
-        if &rest[4..8] == b"moof" {
-            return chunk_decode_time(rest);
-        }
-        if size < 8 || size > rest.len() {
-            return None;
-        }
-        rest = &rest[size..];
-    }
-    None
 }
