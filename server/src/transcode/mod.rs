@@ -42,6 +42,7 @@ use stagecast_cli::broadcast::{CmafBroadcast, ProducerClock};
 use stagecast_media::catalog::{Catalog, CatalogTrack, CATALOG_TRACK};
 use stagecast_media::chunk_decode_time;
 use stagecast_media::ingest::{CmafIngest, IngestEvent};
+use stagecast_media::producer_time::{producer_time, ProducerTime};
 use stagecast_proto::path::path_from_namespace;
 use stagecast_proto::sync::lock_or_recover;
 use stagecast_relay::cache::{FollowStep, GroupInfo, TrackCache, TrackEnd};
@@ -53,7 +54,7 @@ use tokio::sync::watch;
 
 pub use ladder::Ladder;
 use ladder::Rung;
-use policy::{GroupIds, RestartBackoff, TranscodeCap};
+use policy::{CaptureTimes, GroupIds, RestartBackoff, TranscodeCap};
 
 /// Bytes read from ffmpeg at a time.
 const READ_CHUNK: usize = 64 * 1024;
@@ -421,11 +422,14 @@ impl Transcode {
             .framerate
             .map_or(0.1, |fps| 3.0 / fps.max(1.0))
             .max(0.05);
-        let ids = Mutex::new(GroupIds::new(tolerance));
+        let ids = Mutex::new(SourceTimes {
+            groups: GroupIds::new(tolerance),
+            captures: CaptureTimes::default(),
+        });
         let mut cmaf = CmafBroadcast::new(self.namespace.clone(), self.relay.config().cache)
             .without_interaction()
             .with_first_group_id(0)
-            .with_producer_clock(ProducerClock::Publishing);
+            .with_producer_clock(ProducerClock::Encoder);
         let mut backoff = RestartBackoff::default();
         loop {
             let started = Instant::now();
@@ -449,7 +453,7 @@ impl Transcode {
         &self,
         init: &[u8],
         timescale: u32,
-        ids: &Mutex<GroupIds>,
+        ids: &Mutex<SourceTimes>,
         cmaf: &mut CmafBroadcast,
     ) -> RunEnd {
         let mut followed = match self
@@ -487,10 +491,16 @@ impl Transcode {
                             continue;
                         }
                         started = true;
-                        if let (true, Some((_, id))) = (opens, group) {
-                            if let Some(time) = chunk_decode_time(&payload) {
-                                let start = time as f64 / f64::from(timescale);
-                                lock_or_recover(ids).source_group(start, id);
+                        if let Some(time) = chunk_decode_time(&payload) {
+                            let at = time as f64 / f64::from(timescale);
+                            let mut times = lock_or_recover(ids);
+                            if let (true, Some((_, id))) = (opens, group) {
+                                times.groups.source_group(at, id);
+                            }
+                            let captured =
+                                producer_time(&payload).and_then(|p| p.since_unix_epoch());
+                            if let Some(wall) = captured {
+                                times.captures.source_chunk(at, wall);
                             }
                         }
                         stdin.write_all(&payload).await?;
@@ -535,6 +545,13 @@ impl Transcode {
     }
 }
 
+/// What the feeding side learns of the source's timeline, for the reading side: where
+/// its groups start, and when its pictures were captured.
+struct SourceTimes {
+    groups: GroupIds,
+    captures: CaptureTimes,
+}
+
 /// ffmpeg's output as the rungs' tracks: its video tracks renamed after the rungs, and its
 /// groups given the source's ids.
 struct RungOutput {
@@ -564,7 +581,7 @@ impl RungOutput {
     fn apply(
         &mut self,
         event: IngestEvent,
-        ids: &Mutex<GroupIds>,
+        ids: &Mutex<SourceTimes>,
         cmaf: &mut CmafBroadcast,
         served: &Served,
         made: &watch::Sender<Option<Catalog>>,
@@ -602,6 +619,7 @@ impl RungOutput {
                     let start = object.media_time_secs();
                     let id = *self.resolved.entry(number).or_insert_with(|| {
                         lock_or_recover(ids)
+                            .groups
                             .transcoded_group(start)
                             .map_err(|why| {
                                 tracing::debug!(
@@ -626,6 +644,11 @@ impl RungOutput {
                     return;
                 }
                 object.track = name.clone();
+                // The capture time of the source picture (else the publishing pipeline
+                // stamps the time it is published).
+                let captured = lock_or_recover(ids).captures.at(object.media_time_secs());
+                object.producer_time =
+                    captured.map(|wall| ProducerTime::from_unix(wall, object.decode_time));
                 if let Err(err) = cmaf.apply(IngestEvent::Object(object)) {
                     tracing::debug!(track = %name, %err, "transcoded object dropped");
                     self.skipping.insert(name);

@@ -1,7 +1,7 @@
 //! The transcoder's decisions as plain types, time passed in: how many transcodes may run
 //! ([`TranscodeCap`]), how long to wait before starting a dead transcoder again
-//! ([`RestartBackoff`]), and which group id of the source a transcoded group takes
-//! ([`GroupIds`]).
+//! ([`RestartBackoff`]), which group id of the source a transcoded group takes
+//! ([`GroupIds`]), and which capture time a transcoded chunk carries ([`CaptureTimes`]).
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -145,6 +145,46 @@ impl GroupIds {
     }
 }
 
+/// Source chunks whose capture time is remembered: seconds of per-frame chunks.
+const REMEMBERED_CAPTURES: usize = 256;
+
+/// The creator's wall clock at points of the source's media timeline (the `prft` of each
+/// source chunk), so a transcoded chunk carries the time its picture was captured, not
+/// the time the transcoder finished it: a rung viewer's glass-to-glass latency then counts
+/// the transcode too.
+#[derive(Debug, Default)]
+pub struct CaptureTimes {
+    /// (media time in seconds, wall clock since the Unix epoch), in media time order.
+    points: VecDeque<(f64, Duration)>,
+}
+
+impl CaptureTimes {
+    /// The source chunk at media time `media` was captured at `wall`.
+    pub fn source_chunk(&mut self, media: f64, wall: Duration) {
+        if self.points.back().is_some_and(|(last, _)| *last >= media) {
+            // A loop or restart went back in media time: start over from here.
+            self.points.clear();
+        }
+        if self.points.len() == REMEMBERED_CAPTURES {
+            self.points.pop_front();
+        }
+        self.points.push_back((media, wall));
+    }
+
+    /// The capture time of the picture at media time `media`: from the latest source
+    /// chunk at or before it, plus the media time since (a frame of a chunk is captured
+    /// that much later than its first). `None` before any known point.
+    pub fn at(&self, media: f64) -> Option<Duration> {
+        let (start, wall) = self
+            .points
+            .iter()
+            .rev()
+            .find(|(start, _)| *start <= media + 1e-6)?;
+        let since = (media - start).max(0.0);
+        Some(*wall + Duration::from_secs_f64(since))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,5 +246,31 @@ mod tests {
         }
         assert_eq!(ids.transcoded_group(3.0), Err(Unmatched::NoSourceGroup));
         assert_eq!(ids.transcoded_group(70.0), Ok(70));
+    }
+
+    #[test]
+    fn capture_times_follow_the_source_chunks() {
+        let secs = Duration::from_secs;
+        let mut times = CaptureTimes::default();
+        assert_eq!(times.at(1.0), None);
+        times.source_chunk(10.0, secs(1000));
+        times.source_chunk(11.0, secs(1001) + Duration::from_millis(20));
+        assert_eq!(times.at(9.0), None, "before the first known chunk");
+        assert_eq!(times.at(10.0), Some(secs(1000)));
+        assert_eq!(
+            times.at(10.5),
+            Some(secs(1000) + Duration::from_millis(500))
+        );
+        assert_eq!(times.at(11.0), Some(secs(1001) + Duration::from_millis(20)));
+        // Going back in media time (a looped file) forgets what came before.
+        times.source_chunk(0.0, secs(2000));
+        assert_eq!(
+            times.at(10.5),
+            Some(secs(2000) + Duration::from_millis(10_500))
+        );
+        for n in 0..(REMEMBERED_CAPTURES as u32 + 5) {
+            times.source_chunk(f64::from(n) + 1.0, secs(3000 + u64::from(n)));
+        }
+        assert_eq!(times.at(2.0), None, "only recent chunks are kept");
     }
 }
