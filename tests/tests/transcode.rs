@@ -5,9 +5,11 @@
 //! --rendition`); past `--max-transcodes` a broadcast stays single-rendition and the
 //! refusal is counted (both set in the config file), until a transcoded broadcast ends
 //! and gives its place back; an ffmpeg killed under the origin is started again while the
-//! source rendition plays on without a gap.
+//! source rendition plays on without a gap; a publisher back with a larger picture is
+//! transcoded again from its new init segment.
 //!
-//! Media is a 320x180 clip looped live, so the two cores spend little on encoding.
+//! Media is a 320x180 clip (640x360 once) looped live, so the two cores spend little on
+//! encoding.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -538,6 +540,65 @@ fn a_killed_transcoder_restarts_while_the_source_plays_on() {
         gap < 0.1,
         "the source rendition played without a gap (largest {gap:.3} s)"
     );
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+}
+
+#[test]
+fn a_publisher_back_with_another_picture_is_transcoded_again() {
+    let dir = output_dir("transcode_new_source");
+    let small = media::make_clip(&dir, "small.mp4", 4, Layout::FragKeyframe, false);
+    let large = dir.join("large.mp4");
+    let status = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-y", "-i"])
+        .arg(&small)
+        .args([
+            "-vf",
+            "scale=640:360",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+        ])
+        .args([
+            "-tune",
+            "zerolatency",
+            "-g",
+            "30",
+            "-c:a",
+            "copy",
+            "-f",
+            "mp4",
+        ])
+        .args(["-movflags", Layout::FragKeyframe.movflags()])
+        .arg(&large)
+        .status()
+        .expect("ffmpeg is installed");
+    assert!(status.success(), "scaling the clip");
+    let origin = Node::origin(&dir, "origin", &["--no-demo", "--transcode", "144p:150k"]);
+    let mut publisher = publish_looped(&dir, &origin, "live/a", &small);
+    let rt = runtime();
+    let watcher = rt.block_on(Watcher::connect(&origin));
+    let first = rt.block_on(watcher.catalog_until("live/a", is_ladder));
+    assert_eq!(videos(&first)[0]["height"], 180);
+    // The creator restarts with a larger picture: a new init segment for the same track.
+    let _ = publisher.kill();
+    let _ = publisher.wait();
+    let mut publisher = publish_looped(&dir, &origin, "live/a", &large);
+    // A session subscribes to a track once: a new watcher reads the catalog again.
+    let watcher = rt.block_on(Watcher::connect(&origin));
+    let second = rt.block_on(watcher.catalog_until("live/a", |catalog| {
+        is_ladder(catalog) && videos(catalog)[0]["height"] == 360
+    }));
+    assert_eq!(video_names(&second), ["video", "video.144p"]);
+    assert_eq!(videos(&second)[1]["width"], 256);
+    assert_eq!(
+        origin.metric("stagecast_transcodes"),
+        Some(1.0),
+        "one place, kept"
+    );
+    let (mut child, output) = subscribe(&dir, &origin, "live/a", "r144", "144p", 2);
+    assert_plays(&mut child, &output, (256, 144), 40);
     let _ = publisher.kill();
     let _ = publisher.wait();
 }

@@ -23,6 +23,18 @@ pub fn single_video(catalog: &Catalog) -> Option<&CatalogTrack> {
     Some(only)
 }
 
+/// Whether `now` (the single video rendition of a new source catalog, if it has one) is
+/// the video a transcode was started for: the same track, init segment and picture size.
+/// A measured bitrate arriving, or other tracks changing, is not a new video.
+pub fn same_video(started: &CatalogTrack, now: Option<&CatalogTrack>) -> bool {
+    now.is_some_and(|now| {
+        now.name == started.name
+            && now.init_data == started.init_data
+            && now.width == started.width
+            && now.height == started.height
+    })
+}
+
 /// `source` (the publisher's catalog) with `made`'s video tracks (the ingest of ffmpeg's
 /// output: one video track per rung, in `rungs` order) added after the source's video as
 /// its alternates. `None` if `source` has no single video rendition any more.
@@ -157,5 +169,19 @@ mod tests {
         let catalog = ladder_catalog(&source, &made, &rungs).expect("a ladder");
         assert_eq!(catalog.tracks[1].label.as_deref(), Some("360p-800k"));
         assert_eq!(catalog.tracks[1].name, "video.360p");
+    }
+
+    #[test]
+    fn a_new_init_segment_or_size_is_a_new_video() {
+        let started = video("video", 360);
+        let mut measured = started.clone();
+        measured.bitrate = Some(900_000);
+        assert!(same_video(&started, Some(&measured)));
+        let mut new_init = started.clone();
+        new_init.set_init_segment(b"other");
+        assert!(!same_video(&started, Some(&new_init)));
+        assert!(!same_video(&started, Some(&video("video", 720))));
+        assert!(!same_video(&started, Some(&video("cam", 360))));
+        assert!(!same_video(&started, None), "no single video any more");
     }
 }

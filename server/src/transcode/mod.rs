@@ -21,6 +21,9 @@
 //!   ([`policy::RestartBackoff`], `stagecast_transcode_restarts_total`) from the source's
 //!   next group; the rung tracks stay and go on, and the source rendition, served from
 //!   the publisher's own track, never depends on the transcoder.
+//! - A publisher that comes back (within the relay's resume window) with another video
+//!   (a new init segment or picture size) gets a new ffmpeg in the same place under the
+//!   cap; the old rung tracks end, since their init segments no longer describe the rungs.
 //! - When the publisher's catalog ends, so do the origin's catalog and rungs, and ffmpeg is
 //!   stopped (killed with its handle).
 //!
@@ -94,10 +97,26 @@ struct Served {
 impl Served {
     fn end(&self) {
         self.catalog.end(TrackEnd::Finished);
-        for rung in lock_or_recover(&self.rungs).values() {
+        self.end_rungs();
+    }
+
+    /// Ends the rung tracks (their subscribers see them end, not stall) and forgets them.
+    fn end_rungs(&self) {
+        for (_, rung) in lock_or_recover(&self.rungs).drain() {
             rung.end(TrackEnd::Finished);
         }
     }
+}
+
+/// A transcode running for a broadcast.
+struct Running {
+    /// Dropped first: the task (and its ffmpeg) stops before the place is given back.
+    task: AbortOnDrop,
+    rungs: Vec<Rung>,
+    /// The source video it was started for: a different one (a publisher back with other
+    /// settings) needs a new ffmpeg, fed the new init segment.
+    video: CatalogTrack,
+    slot: Slot,
 }
 
 /// A place under `--max-transcodes`, given back when dropped.
@@ -222,7 +241,7 @@ impl Transcoder {
         let mut writer = CatalogWriter::new(served.catalog.clone());
         let (made_tx, mut made_rx) = watch::channel::<Option<Catalog>>(None);
         let mut source: Option<Catalog> = None;
-        let mut transcode: Option<(AbortOnDrop, Vec<Rung>)> = None;
+        let mut transcode: Option<Running> = None;
         let mut decided = false;
         let mut made_open = true;
         loop {
@@ -252,17 +271,38 @@ impl Transcoder {
             };
             if !decided {
                 decided = true;
-                transcode = self.start(namespace, path, current, served, made_tx.clone());
+                transcode = self.start(namespace, path, current, served, made_tx.clone(), None);
+            } else if let Some(running) = transcode.take_if(|running| {
+                !catalog::same_video(&running.video, catalog::single_video(current))
+            }) {
+                tracing::info!(broadcast = %path, "the source's video changed; transcoding it again");
+                let Running { task, slot, .. } = running;
+                drop(task);
+                served.end_rungs();
+                made_tx.send_replace(None);
+                // The place is kept for the broadcast, not taken again (it could be
+                // lost to another broadcast in between).
+                transcode = self.start(
+                    namespace,
+                    path,
+                    current,
+                    served,
+                    made_tx.clone(),
+                    Some(slot),
+                );
             }
             let published = match (&transcode, made_rx.borrow().as_ref()) {
-                (Some((_, rungs)), Some(made)) => catalog::ladder_catalog(current, made, rungs),
+                (Some(running), Some(made)) => {
+                    catalog::ladder_catalog(current, made, &running.rungs)
+                }
                 _ => None,
             };
             writer.publish(published.as_ref().unwrap_or(current));
         }
     }
 
-    /// Decides whether `catalog`'s broadcast is transcoded, and starts it if so.
+    /// Decides whether `catalog`'s broadcast is transcoded, and starts it if so, in
+    /// `slot` if the broadcast holds one already (else it takes one, if one is free).
     fn start(
         &self,
         namespace: &TrackNamespace,
@@ -270,7 +310,8 @@ impl Transcoder {
         catalog: &Catalog,
         served: &Arc<Served>,
         made: watch::Sender<Option<Catalog>>,
-    ) -> Option<(AbortOnDrop, Vec<Rung>)> {
+        slot: Option<Slot>,
+    ) -> Option<Running> {
         let relay = self.relay.get()?;
         let Some(video) = catalog::single_video(catalog) else {
             tracing::info!(broadcast = %path, "not transcoded: the broadcast has no single video rendition");
@@ -282,23 +323,9 @@ impl Transcoder {
             tracing::info!(broadcast = %path, height, ladder = %self.config.ladder, "not transcoded: every rung is above the source");
             return None;
         }
-        let slot = {
-            let mut state = lock_or_recover(&self.state);
-            let taken = state.cap.try_take();
-            let running = state.cap.running();
-            drop(state);
-            if !taken {
-                relay.metrics().limits_refused.inc("transcodes");
-                tracing::warn!(
-                    broadcast = %path,
-                    running,
-                    max = self.config.max_transcodes,
-                    "transcode refused: --max-transcodes reached; the broadcast stays single-rendition"
-                );
-                return None;
-            }
-            relay.metrics().transcodes.inc();
-            Slot(self.me.upgrade()?)
+        let slot = match slot {
+            Some(slot) => slot,
+            None => self.take_slot(path)?,
         };
         let source_width = video.width.unwrap_or(0);
         let labels: Vec<String> = rungs
@@ -323,11 +350,35 @@ impl Transcoder {
             made,
             ffmpeg: self.config.ffmpeg.clone(),
         };
-        let task = tokio::spawn(async move {
-            let _slot = slot;
-            job.run().await;
-        });
-        Some((AbortOnDrop(task), rungs))
+        let task = tokio::spawn(job.run());
+        Some(Running {
+            task: AbortOnDrop(task),
+            rungs,
+            video: video.clone(),
+            slot,
+        })
+    }
+
+    /// A place under `--max-transcodes` for broadcast `path`, if one is free; a refusal
+    /// is logged and counted.
+    fn take_slot(&self, path: &str) -> Option<Slot> {
+        let relay = self.relay.get()?;
+        let mut state = lock_or_recover(&self.state);
+        let taken = state.cap.try_take();
+        let running = state.cap.running();
+        drop(state);
+        if !taken {
+            relay.metrics().limits_refused.inc("transcodes");
+            tracing::warn!(
+                broadcast = %path,
+                running,
+                max = self.config.max_transcodes,
+                "transcode refused: --max-transcodes reached; the broadcast stays single-rendition"
+            );
+            return None;
+        }
+        relay.metrics().transcodes.inc();
+        Some(Slot(self.me.upgrade()?))
     }
 }
 
