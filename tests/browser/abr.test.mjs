@@ -86,8 +86,13 @@ test('a three-rung ladder: the page picks a rung, climbs by itself, and the qual
   assert.equal(first.quality, 'auto');
   // A fresh profile remembers nothing: it starts on the lowest rung.
   assert.equal(first.switchLog.length ? first.switchLog[0].from : first.rendition, names[0], 'started on the lowest rung');
-  const menu = await page.locator('#quality option').evaluateAll((os) => os.map((o) => o.value));
+  // The controls fill the menu on their next refresh (twice a second).
+  const menu = await waitFor('the quality menu', 2000, async () => {
+    const values = await page.locator('#quality option').evaluateAll((os) => os.map((o) => o.value));
+    return values.length > 1 ? values : false;
+  });
   assert.deepEqual(menu, ['auto', ...names.slice().reverse()]);
+  assert.equal(await page.locator('#quality-box').isVisible(), true);
 
   // Loopback has room to spare: the estimate (bursts, probes) takes it to the top rung.
   const top = await waitFor('auto to reach the top rung', 25000, async () => {
