@@ -2,7 +2,7 @@
 //! published with one video rendition is served with the ladder (the catalog lists the
 //! source and the rungs as alternates, rung groups start where the source's groups of the
 //! same id start, and every rendition decodes at its size through `stagecast subscribe
-//! --rendition`); past `--max-transcodes` a broadcast stays single-rendition and the
+//! --rendition`, at the origin and through a relay); past `--max-transcodes` a broadcast stays single-rendition and the
 //! refusal is counted (both set in the config file), until a transcoded broadcast ends
 //! and gives its place back; an ffmpeg killed under the origin is started again while the
 //! source rendition plays on without a gap; a publisher back with a larger picture is
@@ -208,10 +208,10 @@ fn publish_looped(dir: &Path, origin: &Node, broadcast: &str, clip: &Path) -> Ch
     child
 }
 
-/// `stagecast subscribe --rendition R --duration S`, to a file.
+/// `stagecast subscribe --rendition R --duration S` at `node`, to a file.
 fn subscribe(
     dir: &Path,
-    origin: &Node,
+    node: &Node,
     broadcast: &str,
     name: &str,
     rendition: &str,
@@ -221,9 +221,9 @@ fn subscribe(
     media::subscriber(
         dir,
         name,
-        &origin.moqt_url(),
+        &node.moqt_url(),
         broadcast,
-        &origin.fingerprint,
+        &node.fingerprint,
         &["--rendition", rendition, "--duration", &duration],
     )
 }
@@ -379,10 +379,17 @@ fn a_single_rendition_broadcast_is_served_with_the_ladder() {
             );
         }
     });
-    let mut subscribers: Vec<_> = [("source", "180p"), ("r144", "144p"), ("r90", "90p")]
-        .iter()
-        .map(|(name, rendition)| subscribe(&dir, &origin, "live/a", name, rendition, 3))
-        .collect();
+    // The lowest rung through an edge relay: relays carry the origin's catalog and rungs
+    // like any track.
+    let edge = Node::relay(&dir, "edge", &origin);
+    let mut subscribers: Vec<_> = [
+        ("source", "180p", &origin),
+        ("r144", "144p", &origin),
+        ("r90-edge", "90p", &edge),
+    ]
+    .iter()
+    .map(|(name, rendition, node)| subscribe(&dir, node, "live/a", name, rendition, 3))
+    .collect();
     for ((child, output), size) in subscribers
         .iter_mut()
         .zip([(320, 180), (256, 144), (160, 90)])
