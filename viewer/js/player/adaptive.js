@@ -196,9 +196,10 @@ export class Adaptive extends EventTarget {
     // relay that ignores the start-group filter costs the link.
     const feed = this.feeds.get(slot.key);
     if (feed.pending?.track.name === track.name && obj.groupId <= feed.group) this.pendingWasted += obj.payload.length;
-    // The old rendition begins a group: the planned switch begins with it.
+    // The old rendition begins a group: the planned switch begins with it. (Slots are
+    // compared by key: a catalog update makes new slot objects, subscriptions keep theirs.)
     const plan = this.planned;
-    if (plan?.slot === slot && track.name === feed.track.name && !feed.switching && obj.objectId === 0 && obj.groupId > feed.group) {
+    if (plan?.slot.key === slot.key && track.name === feed.track.name && !feed.switching && obj.objectId === 0 && obj.groupId > feed.group) {
       this.planned = null;
       this.begin(slot, plan.track, plan.reason, performance.now(), obj.groupId);
     }
