@@ -61,12 +61,14 @@ const opened = Date.now();
 await page.goto(`${host}/watch/live/bench?relay=${encodeURIComponent(relay)}&fingerprint=${server.fingerprint}`);
 
 let startup;
+let last;
 const samples = [];
 const until = opened + (settle + seconds) * 1000 + 15000;
 let measureFrom;
 while (Date.now() < until) {
   const s = await stats(page).catch(() => undefined);
   const now = Date.now();
+  if (s) last = s;
   if (s && startup === undefined && s.state === 'playing' && s.currentTime > 0) {
     startup = (now - opened) / 1000;
     measureFrom = now + settle * 1000;
@@ -85,6 +87,8 @@ const quantile = (xs, q) => {
   return v.length ? v[Math.min(v.length - 1, Math.floor(q * v.length))] : null;
 };
 const result = { rate_mbit: rate, rtt_ms: Number(opt.rtt), loss: Number(opt.loss), startup_s: startup ?? null };
+// A page that never played says where it stood (its state and status line).
+if (startup === undefined) Object.assign(result, { last_state: last?.state ?? null, last_status: last?.status ?? null, last_error: last?.lastError ?? null });
 if (samples.length > 1) {
   const first = samples[0];
   const last = samples.at(-1);
