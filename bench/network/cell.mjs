@@ -106,6 +106,7 @@ if (samples.length > 1) {
     g2g_p50_s: quantile(samples.map((s) => s.latency), 0.5),
     g2g_p95_s: quantile(samples.map((s) => s.latency), 0.95),
     latency_kind: last.latencyKind ?? null,
+    estimate_p50_bps: quantile(samples.map((s) => s.estimate), 0.5),
     too_slow_ratio: samples.filter((s) => s.tooSlow).length / samples.length,
     on_rendition: onRendition,
   });
