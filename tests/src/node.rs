@@ -331,3 +331,29 @@ pub fn signal(pid: u32, name: &str) {
         .expect("run kill");
     assert!(status.success(), "kill -{name} {pid} failed");
 }
+
+/// A MoQ session with `node` from the test process (for requests the CLI does not make:
+/// FETCH, subscription filters), pinned to its certificate; the session runs in the
+/// background. Keep the endpoint alive as long as the subscriber.
+pub async fn moq_session(
+    node: &Node,
+) -> (
+    stagecast_proto::endpoint::ClientEndpoint,
+    moq_transport::session::Subscriber,
+) {
+    let client = stagecast_proto::endpoint::ClientEndpoint::new().expect("a client endpoint");
+    let trust = stagecast_proto::trust::ClientTrust::pinned_hex(&node.fingerprint)
+        .expect("the node's fingerprint");
+    let url = node.moqt_url().parse().expect("the node's URL");
+    let (session, transport) = client
+        .connect(&url, &trust)
+        .await
+        .expect("connect to the node");
+    let (session, _publisher, subscriber) =
+        moq_transport::session::Session::connect(session.into(), None, transport)
+            .await
+            .expect("MoQ SETUP");
+    tokio::spawn(session.run());
+    (client, subscriber)
+}
+

@@ -7,25 +7,10 @@ use moq_transport::coding::{KeyValuePairs, Location, TrackNamespace};
 use moq_transport::data::FetchRecord;
 use moq_transport::message::{FetchType, StandaloneFetch};
 use moq_transport::serve::Track;
-use moq_transport::session::{Fetch, Session, Subscriber};
-use stagecast_proto::endpoint::ClientEndpoint;
-use stagecast_proto::trust::ClientTrust;
+use moq_transport::session::{Fetch, Subscriber};
 use stagecast_tests::media;
-use stagecast_tests::node::Node;
+use stagecast_tests::node::{moq_session, Node};
 use stagecast_tests::{output_dir, wait_until};
-
-/// Connects a MoQ client to `node`; the session runs in the background.
-async fn connect(node: &Node) -> (ClientEndpoint, Subscriber) {
-    let client = ClientEndpoint::new().unwrap();
-    let trust = ClientTrust::pinned_hex(&node.fingerprint).unwrap();
-    let url = node.moqt_url().parse().unwrap();
-    let (session, transport) = client.connect(&url, &trust).await.unwrap();
-    let (session, _publisher, subscriber) = Session::connect(session.into(), None, transport)
-        .await
-        .unwrap();
-    tokio::spawn(session.run());
-    (client, subscriber)
-}
 
 /// FETCHes whole group `group` of the demo catalog and returns the payloads.
 async fn fetch_catalog_group(subscriber: &mut Subscriber, group: u64) -> Vec<bytes::Bytes> {
@@ -99,14 +84,14 @@ async fn fetch_is_served_from_the_cache_or_through_to_the_source() {
     let dir = output_dir("fetch");
     let origin = Node::origin(&dir, "origin", &[]);
     let edge = Node::relay(&dir, "edge", &origin);
-    let (_c1, mut at_origin) = connect(&origin).await;
+    let (_c1, mut at_origin) = moq_session(&origin).await;
     let group = newest_catalog_group(&mut at_origin).await;
 
     // Nobody watches at the edge yet: it holds nothing and goes to the source, once for
     // ten requesters asking at the same time.
     // Two sessions of five: one session may have at most 8 FETCHes served at once.
-    let (_c2, at_edge) = connect(&edge).await;
-    let (_c3, at_edge_too) = connect(&edge).await;
+    let (_c2, at_edge) = moq_session(&edge).await;
+    let (_c3, at_edge_too) = moq_session(&edge).await;
     let mut requests = tokio::task::JoinSet::new();
     for i in 0..10 {
         let mut subscriber = if i % 2 == 0 {

@@ -10,11 +10,10 @@ use std::time::Duration;
 
 use moq_transport::coding::{KeyValuePairs, Location, TrackNamespace};
 use moq_transport::message::{RequestErrorCode, StandaloneFetch};
-use moq_transport::session::{FetchRequested, Session, Subscriber};
+use moq_transport::session::{FetchRequested, Session};
 use stagecast_proto::certificate::ServerIdentity;
-use stagecast_proto::endpoint::{ClientEndpoint, ServerEndpoint};
-use stagecast_proto::trust::ClientTrust;
-use stagecast_tests::node::Node;
+use stagecast_proto::endpoint::ServerEndpoint;
+use stagecast_tests::node::{moq_session, Node};
 use stagecast_tests::{output_dir, wait_until};
 use tokio::sync::watch;
 
@@ -57,18 +56,6 @@ async fn silent_upstream(
     (port, identity.fingerprint.clone(), held, task)
 }
 
-async fn connect(node: &Node) -> (ClientEndpoint, Subscriber) {
-    let client = ClientEndpoint::new().unwrap();
-    let trust = ClientTrust::pinned_hex(&node.fingerprint).unwrap();
-    let url = node.moqt_url().parse().unwrap();
-    let (session, transport) = client.connect(&url, &trust).await.unwrap();
-    let (session, _publisher, subscriber) = Session::connect(session.into(), None, transport)
-        .await
-        .unwrap();
-    tokio::spawn(session.run());
-    (client, subscriber)
-}
-
 fn range(group: u64) -> StandaloneFetch {
     StandaloneFetch {
         track_namespace: TrackNamespace::from_utf8_path("held/live"),
@@ -106,7 +93,7 @@ async fn a_session_past_its_fetch_cap_is_refused_at_once_and_others_keep_theirs(
         edge.metric("stagecast_upstream_connected") == Some(1.0)
     });
 
-    let (_c1, mut greedy) = connect(&edge).await;
+    let (_c1, mut greedy) = moq_session(&edge).await;
     // Two FETCHes of ranges nobody caches: the edge asks its upstream, which never
     // answers, so both stay in flight.
     let mut in_flight = Vec::new();
@@ -141,7 +128,7 @@ async fn a_session_past_its_fetch_cap_is_refused_at_once_and_others_keep_theirs(
     );
 
     // Another session has its own share: its FETCH goes upstream.
-    let (_c2, mut other) = connect(&edge).await;
+    let (_c2, mut other) = moq_session(&edge).await;
     let _theirs = other
         .fetch(range(3), KeyValuePairs::default())
         .await

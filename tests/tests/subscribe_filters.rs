@@ -8,27 +8,13 @@ use std::time::Duration;
 use moq_transport::coding::{KeyValuePairs, Location, TrackNamespace};
 use moq_transport::message::{FilterType, SubscriptionFilter};
 use moq_transport::serve::{Track, TrackReaderMode};
-use moq_transport::session::{Session, Subscribe, Subscriber};
-use stagecast_proto::endpoint::ClientEndpoint;
-use stagecast_proto::trust::ClientTrust;
-use stagecast_tests::node::Node;
+use moq_transport::session::{Subscribe, Subscriber};
+use stagecast_tests::node::{moq_session, Node};
 use stagecast_tests::output_dir;
 
 const BROADCAST: &str = "demo/live";
 /// The demo clip's video track: one group per 1 s GOP.
 const VIDEO: &str = "video";
-
-async fn connect(node: &Node) -> (ClientEndpoint, Subscriber) {
-    let client = ClientEndpoint::new().unwrap();
-    let trust = ClientTrust::pinned_hex(&node.fingerprint).unwrap();
-    let url = node.moqt_url().parse().unwrap();
-    let (session, transport) = client.connect(&url, &trust).await.unwrap();
-    let (session, _publisher, subscriber) = Session::connect(session.into(), None, transport)
-        .await
-        .unwrap();
-    tokio::spawn(session.run());
-    (client, subscriber)
-}
 
 /// A video subscription with `filter` (none: unfiltered), and the ids of its first
 /// `count` groups, each read whole from object 0.
@@ -83,20 +69,20 @@ async fn a_subscription_starting_at_a_held_group_is_served_from_the_edge_cache()
     let edge = Node::relay(&dir, "edge", &origin);
 
     // A first viewer at the edge makes it carry the track, and sees three groups go by.
-    let (_c1, mut first) = connect(&edge).await;
+    let (_c1, mut first) = moq_session(&edge).await;
     let (_watching, seen) = first_groups(&mut first, None, 3).await;
     assert!(seen.windows(2).all(|w| w[1] == w[0] + 1), "{seen:?}");
     let upstream = edge.metric("stagecast_upstream_subscribes_total");
 
     // A second viewer asks from the oldest of those groups: it gets that group and the
     // ones after, in order, from the edge's cache; the edge asks its upstream nothing.
-    let (_c2, mut second) = connect(&edge).await;
+    let (_c2, mut second) = moq_session(&edge).await;
     let (_from_past, got) = first_groups(&mut second, Some(absolute_start(seen[0])), 3).await;
     assert_eq!(got, seen, "served from the group asked for");
     assert_eq!(edge.metric("stagecast_upstream_subscribes_total"), upstream);
 
     // NEXT_GROUP_START begins after the largest group held, at object 0.
-    let (_c3, mut third) = connect(&edge).await;
+    let (_c3, mut third) = moq_session(&edge).await;
     let next = SubscriptionFilter {
         filter_type: FilterType::NextGroupStart,
         start_location: None,
@@ -107,7 +93,7 @@ async fn a_subscription_starting_at_a_held_group_is_served_from_the_edge_cache()
 
     // An AbsoluteStart ahead of the live edge waits for that group instead of sending the
     // ones before it.
-    let (_c4, mut fourth) = connect(&edge).await;
+    let (_c4, mut fourth) = moq_session(&edge).await;
     let ahead = got[0] + 2;
     let (_ahead, got) = first_groups(&mut fourth, Some(absolute_start(ahead)), 1).await;
     assert_eq!(got, [ahead]);
