@@ -264,7 +264,9 @@ impl Relay {
         name: &str,
     ) -> Result<FollowedTrack, ServeError> {
         let name = moq_transport::coding::TrackName::from(name);
-        let (cache, shared) = self.resolve(namespace, &name, SessionId::MAX, false).await?;
+        let (cache, shared) = self
+            .resolve(namespace, &name, SessionId::MAX, false)
+            .await?;
         Ok(FollowedTrack {
             follower: cache.follow(),
             _shared: shared,

@@ -100,7 +100,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     )
     .context("cannot start the interaction authority")?;
     config.interaction = Some(interaction.clone());
-    let transcoder = args.origin.transcode_config().map(transcode::Transcoder::new);
+    let transcoder = args
+        .origin
+        .transcode_config()
+        .map(transcode::Transcoder::new);
     let mut extra_tracks: Vec<Arc<dyn stagecast_relay::hooks::ExtraTracks>> =
         vec![interaction.clone()];
     if let Some(transcoder) = &transcoder {

@@ -356,4 +356,3 @@ pub async fn moq_session(
     tokio::spawn(session.run());
     (client, subscriber)
 }
-
