@@ -94,10 +94,14 @@ test('a three-rung ladder: the page picks a rung, climbs by itself, and the qual
   assert.deepEqual(menu, ['auto', ...names.slice().reverse()]);
   assert.equal(await page.locator('#quality-box').isVisible(), true);
 
-  // Loopback has room to spare: the estimate (bursts, probes) takes it to the top rung.
-  const top = await waitFor('auto to reach the top rung', 25000, async () => {
+  // Loopback has room to spare: the estimate (bursts, probes) takes it to the top rung,
+  // two steps up, each after three samples and a hold. On a timeout the error shows
+  // where the player stood (rendition, estimate, samples, its last reason and switches).
+  const top = await waitFor('auto to reach the top rung', 45000, async () => {
     const s = await stats(page);
-    return s.rendition === names[2] ? s : false;
+    if (s.rendition === names[2]) return s;
+    const { rendition, switchingTo, estimate, lastSample, probes, samplesDiscarded, abrReason, buffer, state, switchLog } = s;
+    throw new Error(JSON.stringify({ rendition, switchingTo, estimate, lastSample, probes, samplesDiscarded, abrReason, buffer, state, switchLog }));
   });
   assert.ok(top.switches >= 2, `switches ${top.switches}`);
   assert.ok(top.estimate > 3.5e6, `estimate ${top.estimate}`);
