@@ -68,3 +68,37 @@ fn producer_reference_times_reach_the_objects() {
         .iter()
         .all(|o| o.producer_time.is_none()));
 }
+
+#[test]
+fn a_malformed_prft_costs_only_its_time_never_the_media() {
+    let dir = TempDir::new("prft_bad");
+    let mut args = h264_aac(true);
+    args.extend_from_slice(&[
+        "-f",
+        "mp4",
+        "-movflags",
+        "cmaf+separate_moof+delay_moov+skip_trailer+frag_every_frame",
+        "-write_prft",
+        "wallclock",
+    ]);
+    let good = make_clip(&dir, "prft.mp4", 1, &args);
+    // Every prft gets an unknown version (the byte after its header): none decodes.
+    let mut bad = good.clone();
+    let mut at = 0;
+    let mut spoiled = 0;
+    while at + 8 <= bad.len() {
+        let size = u32::from_be_bytes(bad[at..at + 4].try_into().unwrap()) as usize;
+        if &bad[at + 4..at + 8] == b"prft" {
+            bad[at + 8] = 7;
+            spoiled += 1;
+        }
+        at += size.max(8);
+    }
+    assert!(spoiled > 0);
+    let (good, bad) = (ingest(&good, 1000, 1), ingest(&bad, 1000, 1));
+    assert_eq!(bad.objects.len(), good.objects.len(), "no object lost");
+    assert!(bad.objects.iter().all(|o| o.producer_time.is_none()));
+    for (b, g) in bad.objects.iter().zip(&good.objects) {
+        assert_eq!(b.payload, g.payload);
+    }
+}
